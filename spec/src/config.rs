@@ -1,0 +1,222 @@
+//! Every threshold and delay of the spec, validated once (SPEC §3).
+
+use core::time::Duration;
+
+/// A backoff profile: full jitter between `floor` and a ceiling that doubles per attempt.
+///
+/// The delay for attempt `n` lies in `[floor, min(cap, floor + initial * 2^n)]`
+/// (SPEC §4, [`crate::backoff`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Profile {
+    /// The smallest delay the profile ever yields.
+    pub floor: Duration,
+    /// The width of the jitter window at attempt 0; it doubles per attempt.
+    pub initial: Duration,
+    /// The largest delay the profile ever yields.
+    pub cap: Duration,
+}
+
+/// The validated parameters of the spec.
+///
+/// Build one with [`Config::default`] and adjust fields, then call [`Config::validate`];
+/// [`crate::step`] assumes a validated config.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Config {
+    /// G1: failed hub connects of the unreachable class before the device asks DPS again.
+    pub unreachable_threshold: u32,
+    /// G3: consecutive CONNACK 3 (or 1) refusals before the device asks DPS again.
+    pub unavailable_threshold: u32,
+    /// G5: the profile for transient failures (default 1 s to 120 s).
+    pub fast: Profile,
+    /// G4: the profile while DPS reports the device blocked (default 60 s to 30 min).
+    /// Its floor is `blocked_min_delay`: no two attempts come closer while blocked.
+    pub slow: Profile,
+    /// G7: no two attempt starts come closer than this.
+    pub min_attempt_spacing: Duration,
+    /// G7: a connection must stay up this long before the backoff resets.
+    pub stable_after: Duration,
+    /// An attempt (hub CONNECT or DPS request) with no answer after this is abandoned.
+    pub attempt_timeout: Duration,
+    /// Lifetime of a minted hub SAS token.
+    pub token_ttl: Duration,
+    /// The token is renewed by a planned reconnect at this percentage of its lifetime.
+    pub renew_at_percent: u8,
+    /// G6: the jitter added on top of a DPS `retry-after`.
+    pub retry_after_jitter: Duration,
+    /// The largest `retry-after` honoured; larger values are clamped to it.
+    pub max_retry_after: Duration,
+    /// The delay before polling a DPS operation when the 202 carries no `retry-after`.
+    pub dps_poll_default: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            unreachable_threshold: 2,
+            unavailable_threshold: 2,
+            fast: Profile {
+                floor: Duration::from_millis(500),
+                initial: Duration::from_secs(1),
+                cap: Duration::from_secs(120),
+            },
+            slow: Profile {
+                floor: Duration::from_secs(60),
+                initial: Duration::from_secs(60),
+                cap: Duration::from_secs(30 * 60),
+            },
+            min_attempt_spacing: Duration::from_millis(500),
+            stable_after: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(30),
+            token_ttl: Duration::from_secs(3600),
+            renew_at_percent: 85,
+            retry_after_jitter: Duration::from_secs(2),
+            max_retry_after: Duration::from_secs(30 * 60),
+            dps_poll_default: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A rule a [`Config`] breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A threshold is zero; the device would ask DPS on the first refusal of any kind.
+    #[error("{name} must be at least 1")]
+    ZeroThreshold {
+        /// The field.
+        name: &'static str,
+    },
+    /// A profile is empty or inverted.
+    #[error("profile {name}: need 0 < floor <= cap and initial > 0")]
+    BadProfile {
+        /// `fast` or `slow`.
+        name: &'static str,
+    },
+    /// A profile floor is below the attempt spacing, so backoff could not be honoured.
+    #[error("profile {name}: floor must be at least min_attempt_spacing")]
+    FloorBelowSpacing {
+        /// `fast` or `slow`.
+        name: &'static str,
+    },
+    /// A duration that must be positive is zero.
+    #[error("{name} must be positive")]
+    ZeroDuration {
+        /// The field.
+        name: &'static str,
+    },
+    /// `renew_at_percent` is outside 1..=99.
+    #[error("renew_at_percent must be within 1..=99, got {0}")]
+    RenewPercent(u8),
+    /// The token would need renewing before the connection counts as stable.
+    #[error("the token renewal point must come after stable_after")]
+    RenewBeforeStable,
+    /// `max_retry_after` is shorter than the poll default.
+    #[error("max_retry_after must be at least dps_poll_default")]
+    RetryAfterCap,
+}
+
+impl Config {
+    /// Checks every rule; the spec's guarantees hold only for a valid config.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, v) in [
+            ("unreachable_threshold", self.unreachable_threshold),
+            ("unavailable_threshold", self.unavailable_threshold),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::ZeroThreshold { name });
+            }
+        }
+        for (name, p) in [("fast", self.fast), ("slow", self.slow)] {
+            if p.floor.is_zero() || p.initial.is_zero() || p.floor > p.cap {
+                return Err(ConfigError::BadProfile { name });
+            }
+            if p.floor < self.min_attempt_spacing {
+                return Err(ConfigError::FloorBelowSpacing { name });
+            }
+        }
+        for (name, d) in [
+            ("min_attempt_spacing", self.min_attempt_spacing),
+            ("stable_after", self.stable_after),
+            ("attempt_timeout", self.attempt_timeout),
+            ("token_ttl", self.token_ttl),
+            ("dps_poll_default", self.dps_poll_default),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::ZeroDuration { name });
+            }
+        }
+        if !(1..=99).contains(&self.renew_at_percent) {
+            return Err(ConfigError::RenewPercent(self.renew_at_percent));
+        }
+        if self.renew_after() <= self.stable_after {
+            return Err(ConfigError::RenewBeforeStable);
+        }
+        if self.max_retry_after < self.dps_poll_default {
+            return Err(ConfigError::RetryAfterCap);
+        }
+        Ok(())
+    }
+
+    /// How long after minting a token the planned reconnect renews it.
+    pub fn renew_after(&self) -> Duration {
+        self.token_ttl * u32::from(self.renew_at_percent) / 100
+    }
+
+    /// The profile in force: `slow` while DPS reports the device blocked, else `fast`.
+    pub fn profile(&self, blocked: bool) -> &Profile {
+        if blocked { &self.slow } else { &self.fast }
+    }
+
+    /// The spacing between attempt starts in force (G4, G7).
+    pub fn spacing(&self, blocked: bool) -> Duration {
+        if blocked {
+            self.slow.floor.max(self.min_attempt_spacing)
+        } else {
+            self.min_attempt_spacing
+        }
+    }
+
+    /// The longest delay the spec can ever arm between a failure and the next attempt.
+    pub fn longest_delay(&self) -> Duration {
+        self.fast
+            .cap
+            .max(self.slow.cap)
+            .max(self.max_retry_after + self.retry_after_jitter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn zero_threshold_is_rejected() {
+        let c = Config { unreachable_threshold: 0, ..Config::default() };
+        assert_eq!(c.validate(), Err(ConfigError::ZeroThreshold { name: "unreachable_threshold" }));
+    }
+
+    #[test]
+    fn inverted_profile_is_rejected() {
+        let mut c = Config::default();
+        c.slow.floor = c.slow.cap + Duration::from_secs(1);
+        assert_eq!(c.validate(), Err(ConfigError::BadProfile { name: "slow" }));
+    }
+
+    #[test]
+    fn renewal_before_stable_is_rejected() {
+        let c = Config { token_ttl: Duration::from_secs(20), ..Config::default() };
+        assert_eq!(c.validate(), Err(ConfigError::RenewBeforeStable));
+    }
+
+    #[test]
+    fn floor_below_spacing_is_rejected() {
+        let mut c = Config::default();
+        c.min_attempt_spacing = Duration::from_secs(2);
+        assert_eq!(c.validate(), Err(ConfigError::FloorBelowSpacing { name: "fast" }));
+    }
+}

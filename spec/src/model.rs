@@ -1,0 +1,310 @@
+//! The finite instance that the model checks explore (SPEC §7.1).
+//!
+//! A [`World`] is the spec's [`State`] plus an adversarial cloud and ghost observers. The
+//! cloud may answer any attempt in flight with a representative of every class, or stay
+//! silent until the attempt times out, and may drop a live connection. Time is abstract:
+//! answers arrive at once, and only timers move the clock, to the earliest deadline. After each
+//! move, the world is shifted so that "now" is always [`Instance::origin`]; with bounded delays
+//! and saturating counters this makes the state space finite.
+//!
+//! Every move is checked three ways: the state invariants ([`crate::invariants`]), the trace
+//! monitor fed with what the cloud saw ([`crate::trace::Monitor`]), and the model-only ghosts
+//! (stop is final, full jitter, the backoff only resets once stable).
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use crate::backoff::Draw;
+use crate::classify::{Class, ConnectFailure, DpsReply, WireSignal, classify};
+use crate::config::{Config, Profile};
+use crate::guarantee::Guarantee;
+use crate::invariants;
+use crate::io::{Action, Command, Env, Input};
+use crate::mutation::Mutation;
+use crate::state::{Assignment, Next, Phase, State, Timer};
+use crate::step::step_mutated;
+use crate::time::Millis;
+use crate::trace::{Credential, DpsAnswer, DpsRequest, Monitor, Observed, Side, TraceCheck};
+
+/// The parameters of the finite instance.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// The spec config, with small delays.
+    pub cfg: Config,
+    /// The hubs DPS can assign.
+    pub hubs: Vec<String>,
+    /// The random draws the cloud may hand in (the extremes of each jitter window).
+    pub draws: Vec<Draw>,
+    /// Whether the application may issue Stop and `ReprovisionNow` at any time.
+    pub app_commands: bool,
+    /// The mutant under test ([`Mutation::None`] for the faithful spec).
+    pub mutation: Mutation,
+}
+
+/// Where "now" sits after every move; times before it saturate at zero.
+pub const ORIGIN: u64 = 200_000;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+impl Instance {
+    /// The instance SPEC §7.1 states: 2 hubs, thresholds 2, delays in whole seconds.
+    pub fn standard(mutation: Mutation) -> Self {
+        let cfg = Config {
+            unreachable_threshold: 2,
+            unavailable_threshold: 2,
+            fast: Profile { floor: secs(1), initial: secs(1), cap: secs(4) },
+            slow: Profile { floor: secs(8), initial: secs(8), cap: secs(16) },
+            min_attempt_spacing: secs(1),
+            stable_after: secs(5),
+            attempt_timeout: secs(3),
+            token_ttl: secs(10),
+            renew_at_percent: 80,
+            retry_after_jitter: secs(1),
+            max_retry_after: secs(6),
+            dps_poll_default: secs(1),
+        };
+        Self {
+            cfg,
+            hubs: alloc::vec!["hub-a".to_string(), "hub-b".to_string()],
+            draws: alloc::vec![Draw::MIN, Draw::MAX],
+            app_commands: true,
+            mutation,
+        }
+    }
+
+    /// The smaller instance exported to SPIN: no application commands, the longest draw only.
+    pub fn liveness(mutation: Mutation) -> Self {
+        Self { app_commands: false, draws: alloc::vec![Draw::MAX], ..Self::standard(mutation) }
+    }
+
+    /// The initial worlds: without and with a cached assignment.
+    pub fn init(&self) -> Vec<World> {
+        let mut out = alloc::vec![World::new(State::new(None))];
+        if let Some(hub) = self.hubs.first() {
+            out.push(World::new(State::new(Some(self.assignment(hub)))));
+        }
+        out
+    }
+
+    fn assignment(&self, hub: &str) -> Assignment {
+        Assignment { hub: hub.to_string(), device_id: "dev".to_string() }
+    }
+
+    /// Every move the cloud, the timers and the application can make in `w`.
+    pub fn moves(&self, w: &World) -> Vec<Move> {
+        let mut out = Vec::new();
+        if w.violation.is_some() {
+            return out;
+        }
+        let s = &w.device;
+        let mut push = |input: Input, advance: u64, good: bool| {
+            for &draw in &self.draws {
+                out.push(Move { input: input.clone(), draw, advance, good });
+            }
+        };
+        if s.phase == Phase::Idle {
+            push(Input::Command(Command::Start), 0, true);
+            return out;
+        }
+        if s.phase == Phase::Stopped {
+            return out;
+        }
+        if let Some((_, at)) = s.timers.earliest() {
+            for t in Timer::ALL {
+                if s.timers.get(t) == Some(at) {
+                    push(Input::TimerFired(t), at.0.saturating_sub(ORIGIN), t != Timer::AttemptTimeout);
+                }
+            }
+        }
+        let sig = |w: WireSignal| Input::Signal(w);
+        match &s.phase {
+            Phase::Connecting { .. } => {
+                push(sig(WireSignal::ConnAck(0)), 0, true);
+                push(sig(WireSignal::ConnAck(3)), 0, false);
+                push(sig(WireSignal::ConnAck(5)), 0, false);
+                push(sig(WireSignal::ConnectFailed(ConnectFailure::Reset)), 0, false);
+            }
+            Phase::Registering | Phase::Polling { .. } => {
+                for hub in &self.hubs {
+                    push(sig(WireSignal::Dps(DpsReply::Assigned(self.assignment(hub)))), 0, true);
+                }
+                let registering = s.phase == Phase::Registering;
+                let assigning = DpsReply::Assigning { operation: "op".to_string(), retry_after: Some(secs(2)) };
+                push(sig(WireSignal::Dps(assigning)), 0, registering);
+                push(sig(WireSignal::Dps(DpsReply::Failed { error_code: 400_209 })), 0, false);
+                let throttled = DpsReply::Status { status: 429, retry_after: Some(secs(3)) };
+                push(sig(WireSignal::Dps(throttled)), 0, false);
+                push(sig(WireSignal::Dps(DpsReply::Status { status: 500, retry_after: None })), 0, false);
+            }
+            Phase::Connected { .. } => push(sig(WireSignal::ConnectionLost), 0, false),
+            Phase::Idle | Phase::Waiting { .. } | Phase::Stopped => {}
+        }
+        if self.app_commands {
+            push(Input::Command(Command::Stop), 0, false);
+            push(Input::Command(Command::ReprovisionNow), 0, false);
+        }
+        out
+    }
+
+    /// Applies a move: one spec step, the three checks, then the shift back to [`ORIGIN`].
+    pub fn apply(&self, w: &World, mv: &Move) -> World {
+        let now = Millis(ORIGIN + mv.advance);
+        let env = Env { now, draw: mv.draw };
+        let out = step_mutated(&self.cfg, &w.device, &mv.input, env, self.mutation);
+        let mut next = World {
+            device: out.state,
+            monitor: w.monitor.clone(),
+            fingerprint: w.fingerprint,
+            stopped: w.stopped,
+            violation: None,
+        };
+        next.violation = self.check(w, &mut next, mv, now, &out.actions).err();
+        next.device = next.device.shifted(mv.advance);
+        next.monitor = next.monitor.shifted(mv.advance);
+        next
+    }
+
+    fn check(&self, before: &World, after: &mut World, mv: &Move, now: Millis, actions: &[Action]) -> Result<(), (Guarantee, String)> {
+        if before.stopped && !actions.is_empty() {
+            return Err((Guarantee::G7, "acted after stop".to_string()));
+        }
+        if let Input::Command(c) = &mv.input {
+            if *c == Command::Stop {
+                after.stopped = true;
+            }
+            after.monitor.app_intervened();
+        }
+        invariants::check(&self.cfg, &after.device).map_err(|v| (v.guarantee(), v.to_string()))?;
+        if after.device.attempt < before.device.attempt && mv.input != Input::TimerFired(Timer::Stable) {
+            return Err((Guarantee::G7, "backoff reset before the connection was stable".to_string()));
+        }
+        self.check_full_jitter(before, after, mv, now, actions)?;
+        let check = TraceCheck { config: self.cfg.clone(), tolerance: Duration::ZERO };
+        for ev in self.observations(before, after, mv, now, actions) {
+            after.monitor.observe(&check, now, &ev)?;
+        }
+        Ok(())
+    }
+
+    /// G7 full jitter: with the smallest draw, a failure's backoff is the profile floor.
+    fn check_full_jitter(&self, before: &World, after: &World, mv: &Move, now: Millis, actions: &[Action]) -> Result<(), (Guarantee, String)> {
+        let Input::Signal(sig) = &mv.input else { return Ok(()) };
+        let failure = matches!(
+            classify(sig),
+            Class::Unreachable | Class::Unavailable | Class::Dropped | Class::Blocked | Class::DpsTransient
+        );
+        if !failure || mv.draw != Draw::MIN || !before.device.phase.is_in_flight() && sig != &WireSignal::ConnectionLost {
+            return Ok(());
+        }
+        let floor = self.cfg.profile(after.device.blocked).floor;
+        for a in actions {
+            if let Action::ArmTimer { timer: Timer::Wake, at } = a
+                && *at > now.plus(floor)
+            {
+                return Err((Guarantee::G7, "the smallest draw did not give the floor: jitter lost".to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// What the cloud saw in this move, in order.
+    fn observations(&self, before: &World, after: &mut World, mv: &Move, now: Millis, actions: &[Action]) -> Vec<Observed> {
+        let mut obs = Vec::new();
+        let was = &before.device.phase;
+        match &mv.input {
+            Input::Signal(WireSignal::ConnAck(code)) => obs.push(Observed::ConnAck { code: *code }),
+            Input::Signal(WireSignal::ConnectFailed(_)) => obs.push(self.refused(before)),
+            Input::Signal(WireSignal::ConnectionLost) => obs.push(Observed::Disconnect { by: Side::Cloud }),
+            Input::Signal(WireSignal::Dps(reply)) => obs.push(Observed::DpsResponse(answer(reply))),
+            Input::TimerFired(Timer::AttemptTimeout) => match was {
+                Phase::Connecting { .. } => obs.push(self.refused(before)),
+                Phase::Registering | Phase::Polling { .. } => obs.push(Observed::DpsResponse(DpsAnswer::Dropped)),
+                _ => {}
+            },
+            _ => {}
+        }
+        let mut expiry = None;
+        for a in actions {
+            match a {
+                Action::Register => obs.push(Observed::DpsRequest(DpsRequest::Register)),
+                Action::Poll { .. } => obs.push(Observed::DpsRequest(DpsRequest::Poll)),
+                Action::MintToken { expires_at } => {
+                    after.fingerprint = !after.fingerprint;
+                    expiry = Some(*expires_at);
+                }
+                Action::ConnectHub(a) => {
+                    let e = expiry.or(after.device.token.map(|t| t.expires_at)).unwrap_or(now);
+                    let credential = Credential { fingerprint: u64::from(after.fingerprint), valid_for: e.since(now) };
+                    obs.push(Observed::HubConnect { hub: a.hub.clone(), credential: Some(credential) });
+                }
+                Action::Close if matches!(was, Phase::Connected { .. }) => {
+                    obs.push(Observed::Disconnect { by: Side::Device });
+                }
+                _ => {}
+            }
+        }
+        obs
+    }
+
+    fn refused(&self, before: &World) -> Observed {
+        let hub = before.device.cache.as_ref().map_or_else(String::new, |a| a.hub.clone());
+        Observed::HubRefused { hub }
+    }
+}
+
+fn answer(reply: &DpsReply) -> DpsAnswer {
+    match reply {
+        DpsReply::Assigned(a) => DpsAnswer::Assigned { hub: a.hub.clone() },
+        DpsReply::Assigning { .. } => DpsAnswer::Assigning,
+        DpsReply::Failed { error_code } => DpsAnswer::Failed { error_code: *error_code },
+        DpsReply::Disabled => DpsAnswer::Disabled,
+        DpsReply::Status { status, retry_after } => DpsAnswer::Status { status: *status, retry_after: *retry_after },
+    }
+}
+
+/// One move of the environment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Move {
+    /// The input handed to the spec.
+    pub input: Input,
+    /// The random draw handed with it.
+    pub draw: Draw,
+    /// How far the clock moves first (timers only).
+    pub advance: u64,
+    /// Whether a cloud that behaves may make this move (for the liveness premise).
+    pub good: bool,
+}
+
+/// A spec state plus the ghosts that watch it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct World {
+    /// The device.
+    pub device: State,
+    /// The trace monitor, fed with what the cloud saw.
+    pub monitor: Monitor,
+    /// Ghost token fingerprint: flips on every mint.
+    pub fingerprint: bool,
+    /// Ghost: Stop was applied.
+    pub stopped: bool,
+    /// The first broken guarantee, if any (the world is then terminal).
+    pub violation: Option<(Guarantee, String)>,
+}
+
+impl World {
+    fn new(device: State) -> Self {
+        Self { device, monitor: Monitor::default(), fingerprint: false, stopped: false, violation: None }
+    }
+
+    /// Whether the device is connected.
+    pub fn is_connected(&self) -> bool {
+        matches!(self.device.phase, Phase::Connected { .. })
+    }
+
+    /// Whether the device waits to start `next`.
+    pub fn waits_for(&self, next: &Next) -> bool {
+        matches!(&self.device.phase, Phase::Waiting { next: n } if n == next)
+    }
+}

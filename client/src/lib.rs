@@ -1,2 +1,5 @@
-//! `hubswap-client`: the embeddable device client (issue "Device client"). Not built yet; it
-//! will drive [`hubswap_spec`] from a tokio task.
+//! `hubswap-client`: the embeddable IoT Central device client.
+#![allow(missing_docs)]
+
+pub mod machine;
+pub mod status;

@@ -7,70 +7,41 @@
 //! client-only refinements (the three online sub-states) all map to [`spec::Phase::Connected`].
 
 use hubswap_spec as spec;
-use spec::{Assignment, AuthStage, Millis, Phase, Timers, Token};
+use spec::{Assignment, Phase};
 
 use super::core::State;
 
 /// The policy memory: everything a [`spec::State`] holds besides its phase.
 ///
-/// It is only ever replaced wholesale by the state a [`spec::step`] returned, so the client
-/// cannot compute a counter or a timer differently from the spec.
+/// It is a spec state whose phase is always [`Phase::Idle`]: the real phase lives in the statig
+/// state. It is only ever replaced wholesale by the state a [`spec::step`] returned, so the
+/// client cannot compute a counter or a timer differently from the spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Memory {
-    /// The assignment cache.
-    pub cache: Option<Assignment>,
-    /// The backoff attempt number.
-    pub attempt: u32,
-    /// Consecutive unreachable-class failures (G1).
-    pub unreachable: u32,
-    /// Consecutive CONNACK 1/3 refusals (G3).
-    pub unavailable: u32,
-    /// The fresh-token retry stage (G2).
-    pub auth: AuthStage,
-    /// DPS reported the device blocked (G4).
-    pub blocked: bool,
-    /// The hub token, once minted.
-    pub token: Option<Token>,
-    /// When the last attempt started (G7).
-    pub last_attempt: Option<Millis>,
-    /// The spec's armed timers.
-    pub timers: Timers,
-}
+pub struct Memory(spec::State);
 
 impl Memory {
     /// The memory of a machine that has not started, with the cache as the store holds it.
     pub fn new(cache: Option<Assignment>) -> Self {
-        Self::from_spec(&spec::State::new(cache))
+        Self(spec::State::new(cache))
     }
 
     /// Everything but the phase of `s`.
     pub fn from_spec(s: &spec::State) -> Self {
-        Self {
-            cache: s.cache.clone(),
-            attempt: s.attempt,
-            unreachable: s.unreachable,
-            unavailable: s.unavailable,
-            auth: s.auth,
-            blocked: s.blocked,
-            token: s.token,
-            last_attempt: s.last_attempt,
-            timers: s.timers,
-        }
+        let mut m = s.clone();
+        m.phase = Phase::Idle;
+        Self(m)
     }
 
     /// The spec state with this memory and `phase`.
     pub fn with_phase(&self, phase: Phase) -> spec::State {
-        let mut s = spec::State::new(self.cache.clone());
+        let mut s = self.0.clone();
         s.phase = phase;
-        s.attempt = self.attempt;
-        s.unreachable = self.unreachable;
-        s.unavailable = self.unavailable;
-        s.auth = self.auth;
-        s.blocked = self.blocked;
-        s.token = self.token;
-        s.last_attempt = self.last_attempt;
-        s.timers = self.timers;
         s
+    }
+
+    /// The cached assignment.
+    pub fn cache(&self) -> Option<&Assignment> {
+        self.0.cache.as_ref()
     }
 }
 

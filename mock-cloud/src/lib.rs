@@ -1,2 +1,74 @@
-//! `hubswap-mock-cloud`: a local stand-in for IoT Central's device-facing cloud (issue
-//! "Mock cloud"). Not built yet.
+//! `hubswap-mock-cloud`: a local stand-in for IoT Central's device-facing cloud — one DPS
+//! (HTTPS REST and MQTT) and N IoT hubs (MQTT 3.1.1 over TLS) in one process — that official
+//! Azure device SDKs accept unmodified, with an observation log that the spec can grade.
+//!
+//! # Architecture
+//!
+//! ```text
+//!            ┌────────────── MockCloud (one tokio runtime) ───────────────┐
+//!  device ──►│ DPS HTTPS (axum + axum-server/rustls) ──┐                   │
+//!  device ──►│ DPS MQTT listener ───────────┐          ├─► dps: attest,     │
+//!  device ──►│ hub listeners (one per hub) ─┴─► mqtt::conn ─► allocate     │
+//!            │     TLS handshake + CONNECT per task   │  ─► registry::Core │◄── admin API / Rust API
+//!            │     rumqttc v4 codec, control channel  │     (one mutex)    │
+//!            │                                        └─► log (JSON lines, │
+//!            │                                             broadcast)      │
+//!            └─────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`cloud`](MockCloud) | start, the Rust control API, shutdown |
+//! | `mqtt` | the MQTT 3.1.1 server: accept loops, per-connection tasks, CONNECT decision (`decide_hub_connect`), hub and DPS sessions, topic grammar |
+//! | `dps` | attestation (group SAS, individual SAS, X.509 group), allocation, operations; REST routes |
+//! | `registry` | enrollments, devices and per-hub identities, twins, sessions, live connections |
+//! | [`sas`] | SAS parsing and verification over the raw `sr`, key derivation |
+//! | [`certs`], [`tls`] | rcgen CA and certificates; rustls configs with optional client certificates |
+//! | [`log`] | the observation log and its conversion to `hubswap_spec::Observation` |
+//! | [`admin`] | the admin REST API and its client |
+//!
+//! The hubs are not rumqttd: rumqttd cannot carry `$iothub`/`$dps` topics nor choose CONNACK
+//! codes (see design.md). Each connection is one task owning a `Framed` TLS stream with
+//! rumqttc's v4 codec; the registry reaches it through a control channel (kick, publish, C2D).
+//!
+//! # Layouts
+//!
+//! - [`CloudConfig::for_tests`]: every listener on `127.0.0.1:0`, hub host names
+//!   `hub-{i}.localhost`; [`MockCloud::hub_addr`] resolves a host to its address.
+//! - [`CloudConfig::sdk_layout`]: DPS on one loopback IP (MQTT 8883, HTTPS 443), each hub on
+//!   the next IPs on port 8883, `assignedHub` = the bare IP — what the Python and Node SDKs
+//!   accept unmodified.
+//!
+//! # Wire behaviour
+//!
+//! Refusals follow protocol.md §5.2: CONNACK 5 for a bad, expired or missing credential, an
+//! unknown device or a blocked one; 3 for a device disabled on the hub; 2 for a client id that
+//! is not the username's device. Protocol violations (malformed packets, foreign topics, QoS 2,
+//! oversized telemetry) drop the connection and are logged; refused subscriptions get SUBACK
+//! 0x80. DPS errors are `{errorCode, trackingId, message, timestampUtc}`.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod certs;
+pub mod clock;
+mod cloud;
+pub mod config;
+mod dps;
+mod error;
+pub mod log;
+mod mqtt;
+mod persist;
+mod registry;
+pub mod sas;
+pub mod tls;
+
+pub use admin::client::AdminClient;
+pub use cloud::{CloudInfo, Enrollments, GroupKey, HubInfo, MockCloud};
+pub use config::{CloudConfig, DpsConfig, GroupSeed, HubConfig, Timeouts};
+pub use error::Error;
+pub use log::{Event, LogRecord, ObservationLog};
+pub use registry::{
+    Device, DeviceAuth, DeviceInfo, EnrollmentGroup, GroupAttestation, HubIdentity, HubStatus,
+    IndividualEnrollment, MethodResponse, Twin,
+};

@@ -1,0 +1,143 @@
+//! The MQTT 3.1.1 server shared by DPS and the hubs: an accept loop per listener, one task per
+//! connection (see `conn`), built on rumqttc's v4 packet codec and tokio-rustls. It is not
+//! rumqttd, which cannot carry `$iothub`/`$dps` topics or choose CONNACK codes (design.md).
+
+pub(crate) mod conn;
+pub(crate) mod connect;
+pub(crate) mod dps;
+pub(crate) mod hub;
+pub(crate) mod topics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Error;
+use crate::log::{Endpoint, Event};
+use crate::registry::Core;
+
+/// What a listener serves: DPS only, or a hub (which also accepts DPS usernames).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Role {
+    Dps,
+    Hub(String),
+}
+
+impl Role {
+    pub(crate) fn endpoint(&self) -> Endpoint {
+        match self {
+            Self::Dps => Endpoint::DpsMqtt,
+            Self::Hub(h) => Endpoint::Hub(h.clone()),
+        }
+    }
+}
+
+/// A running accept loop. Stopping it closes the socket, so new connections are refused;
+/// connections already accepted live on.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Listener {
+    /// Stops accepting and waits until the socket is closed.
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Binds a TCP listener, naming `flag` in the error so users know how to move it.
+pub(crate) fn bind(
+    addr: SocketAddr,
+    what: &str,
+    flag: &str,
+) -> Result<std::net::TcpListener, Error> {
+    let err = |source| Error::Bind {
+        addr,
+        what: what.to_owned(),
+        flag: flag.to_owned(),
+        source,
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(err)?;
+    listener.set_nonblocking(true).map_err(err)?;
+    Ok(listener)
+}
+
+/// Starts the accept loop on an already bound listener.
+pub(crate) fn spawn(
+    core: Arc<Core>,
+    listener: std::net::TcpListener,
+    tls: Arc<ServerConfig>,
+    role: Role,
+    tracker: TaskTracker,
+) -> Result<Listener, Error> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Config(format!("listener address: {e}")))?;
+    let listener =
+        TcpListener::from_std(listener).map_err(|e| Error::Config(format!("listener: {e}")))?;
+    let stop = CancellationToken::new();
+    let acceptor = TlsAcceptor::from(tls);
+    let task = tokio::spawn(accept_loop(
+        core,
+        listener,
+        acceptor,
+        role,
+        tracker,
+        stop.clone(),
+    ));
+    Ok(Listener { addr, stop, task })
+}
+
+async fn accept_loop(
+    core: Arc<Core>,
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    role: Role,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
+    let shutdown = core.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            () = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                let conn = core.next_id();
+                core.log.record(
+                    None,
+                    Event::TcpAccepted {
+                        endpoint: role.endpoint(),
+                        conn,
+                        peer: peer.to_string(),
+                    },
+                );
+                tracker.spawn(conn::run(
+                    Arc::clone(&core),
+                    acceptor.clone(),
+                    tcp,
+                    role.clone(),
+                    conn,
+                ));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

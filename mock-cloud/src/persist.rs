@@ -1,0 +1,130 @@
+//! The data folder: `ca.pem` (what devices trust), `state.json` (the CA key, enrollments,
+//! devices and twins, so a restarted cloud knows its devices), `cloud.json` (addresses and keys
+//! for scripts) and `observations.jsonl` (the log).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::Error;
+use crate::cloud::Inner;
+use crate::config::CloudConfig;
+use crate::registry::{Core, Device, EnrollmentGroup, HubStatus, IndividualEnrollment};
+
+/// What `state.json` holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Saved {
+    pub id_scope: String,
+    pub ca_cert_pem: String,
+    pub ca_key_pem: String,
+    pub groups: Vec<EnrollmentGroup>,
+    pub individuals: Vec<IndividualEnrollment>,
+    pub devices: Vec<Device>,
+}
+
+fn file_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::File {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Reads `state.json` if it exists.
+pub(crate) fn load(dir: &Path) -> Result<Option<Saved>, Error> {
+    let path = dir.join("state.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(file_err(&path)(e)),
+    }
+}
+
+/// Fills the registry from saved state and the config's hubs and group seeds.
+pub(crate) fn restore(core: &Core, config: &CloudConfig, saved: Option<Saved>) {
+    {
+        let mut state = core.lock();
+        state.hubs = config
+            .hubs
+            .iter()
+            .map(|h| HubStatus {
+                host: h.host.clone(),
+                enabled: true,
+            })
+            .collect();
+        if let Some(saved) = saved {
+            state.groups = saved
+                .groups
+                .into_iter()
+                .map(|g| (g.id.clone(), g))
+                .collect();
+            state.individuals = saved
+                .individuals
+                .into_iter()
+                .map(|e| (e.registration_id.clone(), e))
+                .collect();
+            state.devices = saved
+                .devices
+                .into_iter()
+                .map(|d| (d.id.clone(), d))
+                .collect();
+        }
+    }
+    for seed in &config.groups {
+        if !core.lock().groups.contains_key(&seed.id) {
+            core.add_symmetric_group(&seed.id, seed.primary_key.clone(), None);
+        }
+    }
+}
+
+/// Writes `state.json`.
+pub(crate) fn save(inner: &Inner) -> Result<(), Error> {
+    let saved = {
+        let state = inner.core.lock();
+        Saved {
+            id_scope: inner.core.id_scope.clone(),
+            ca_cert_pem: inner.ca.cert_pem().to_owned(),
+            ca_key_pem: inner.ca.key_pem().to_owned(),
+            groups: state.groups.values().cloned().collect(),
+            individuals: state.individuals.values().cloned().collect(),
+            devices: state.devices.values().cloned().collect(),
+        }
+    };
+    write_file(
+        &inner.data_dir.join("state.json"),
+        &serde_json::to_vec_pretty(&saved)?,
+    )
+}
+
+/// Writes `cloud.json`.
+pub(crate) fn write_cloud_json(inner: &Inner) -> Result<(), Error> {
+    write_file(
+        &inner.data_dir.join("cloud.json"),
+        &serde_json::to_vec_pretty(&inner.info())?,
+    )
+}
+
+/// Writes a file atomically (temporary file, then rename).
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(file_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(file_err(path))
+}
+
+/// Saves the state after every change until shutdown.
+pub(crate) fn spawn_saver(inner: Arc<Inner>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let shutdown = inner.core.shutdown.clone();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = inner.core.changed.notified() => {}
+            }
+            let result = save(&inner).and_then(|()| write_cloud_json(&inner));
+            if let Err(e) = result {
+                tracing::error!(error = %e, "could not save state");
+            }
+        }
+    })
+}

@@ -1,0 +1,217 @@
+//! The hub link: one task that owns rumqttc's `EventLoop` and polls it only while the machine
+//! wants a connection (design.md "the state machine owns retry timing").
+//!
+//! After any error the task reports it and stops polling until the driver sends the next
+//! [`HubCmd::Connect`]; rumqttc's own immediate reconnect never happens. Switching hub or
+//! credentials replaces `eventloop.mqtt_options`. Before each connect (and on close) the task
+//! discards rumqttc's pending requests: redelivery belongs to the outbox, so rumqttc must not
+//! resend (and renumber) anything on its own. Every event carries the generation of the
+//! connect command it belongs to, so that the driver can drop events of a connection it has
+//! already abandoned.
+
+use hubswap_spec::ConnectFailure;
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish,
+    StateError, SubscribeReasonCode,
+};
+use tokio::sync::mpsc;
+
+/// A command to the hub task.
+#[derive(Debug)]
+pub(crate) enum HubCmd {
+    /// Drop any connection and connect with these options.
+    Connect {
+        /// The generation of this connection.
+        generation: u64,
+        /// The options (hub address, credentials, TLS).
+        options: Box<MqttOptions>,
+    },
+    /// Drop any connection and stay idle.
+    Close,
+}
+
+/// What happened on the connection of `generation`.
+#[derive(Debug)]
+pub(crate) struct HubEvent {
+    pub generation: u64,
+    pub kind: HubEventKind,
+}
+
+#[derive(Debug)]
+pub(crate) enum HubEventKind {
+    /// CONNACK with this return code (0 accepted).
+    ConnAck(u8),
+    /// The connect failed before any CONNACK.
+    Failed(ConnectFailure),
+    /// The connection dropped after CONNACK 0.
+    Lost(String),
+    /// SUBACK.
+    SubAck(Vec<SubscribeReasonCode>),
+    /// A publish was written with this packet id (0 for QoS 0).
+    Sent(u16),
+    /// PUBACK for this packet id.
+    PubAck(u16),
+    /// The hub published to us.
+    Publish(Publish),
+}
+
+/// The driver's handle on the hub task.
+#[derive(Debug)]
+pub(crate) struct HubLink {
+    pub client: AsyncClient,
+    cmd: mpsc::UnboundedSender<HubCmd>,
+    generation: u64,
+}
+
+impl HubLink {
+    /// Spawns the task. `options` only seeds the event loop; nothing connects until
+    /// [`HubLink::connect`].
+    pub(crate) fn spawn(options: MqttOptions, cap: usize, connect_timeout_s: u64) -> (Self, mpsc::UnboundedReceiver<HubEvent>) {
+        let (client, mut el) = AsyncClient::new(options, cap);
+        let mut net = el.network_options();
+        net.set_connection_timeout(connect_timeout_s.max(1));
+        el.set_network_options(net);
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(el, cmd_rx, ev_tx));
+        (Self { client, cmd: cmd_tx, generation: 0 }, ev_rx)
+    }
+
+    /// Starts a new connection; returns its generation.
+    pub(crate) fn connect(&mut self, options: MqttOptions) -> u64 {
+        self.generation += 1;
+        let _ = self.cmd.send(HubCmd::Connect { generation: self.generation, options: Box::new(options) });
+        self.generation
+    }
+
+    /// Drops the connection (or the attempt).
+    pub(crate) fn close(&mut self) {
+        self.generation += 1;
+        let _ = self.cmd.send(HubCmd::Close);
+    }
+
+    /// The generation of the latest command; events of older generations are stale.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+fn reset(el: &mut EventLoop) {
+    el.clean();
+    el.pending.clear();
+}
+
+async fn run(mut el: EventLoop, mut cmds: mpsc::UnboundedReceiver<HubCmd>, events: mpsc::UnboundedSender<HubEvent>) {
+    // The generation being polled, and whether it got CONNACK 0.
+    let mut current: Option<(u64, bool)> = None;
+    loop {
+        let Some((generation, up)) = current else {
+            match cmds.recv().await {
+                Some(cmd) => current = apply(&mut el, cmd),
+                None => return,
+            }
+            continue;
+        };
+        // A command cancels a poll in progress: the connection is being discarded anyway.
+        tokio::select! {
+            biased;
+            cmd = cmds.recv() => match cmd {
+                Some(cmd) => current = apply(&mut el, cmd),
+                None => return,
+            },
+            ev = el.poll() => {
+                let (kind, next) = match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => (Some(HubEventKind::ConnAck(0)), Some((generation, true))),
+                    Ok(Event::Incoming(Packet::SubAck(s))) => (Some(HubEventKind::SubAck(s.return_codes)), current),
+                    Ok(Event::Incoming(Packet::PubAck(p))) => (Some(HubEventKind::PubAck(p.pkid)), current),
+                    Ok(Event::Incoming(Packet::Publish(p))) => (Some(HubEventKind::Publish(p)), current),
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => (Some(HubEventKind::Sent(pkid)), current),
+                    Ok(_) => (None, current),
+                    Err(ConnectionError::RequestsDone) => return,
+                    Err(e) => {
+                        reset(&mut el);
+                        let kind = if up { HubEventKind::Lost(e.to_string()) } else { classify_connect_error(&e) };
+                        (Some(kind), None)
+                    }
+                };
+                current = next;
+                if let Some(kind) = kind && events.send(HubEvent { generation, kind }).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn apply(el: &mut EventLoop, cmd: HubCmd) -> Option<(u64, bool)> {
+    reset(el);
+    match cmd {
+        HubCmd::Connect { generation, options } => {
+            el.mqtt_options = *options;
+            Some((generation, false))
+        }
+        HubCmd::Close => None,
+    }
+}
+
+/// Maps a failed connect to the spec's vocabulary: a CONNACK refusal keeps its code.
+pub(crate) fn classify_connect_error(e: &ConnectionError) -> HubEventKind {
+    match e {
+        ConnectionError::ConnectionRefused(code) => HubEventKind::ConnAck(connack_code(*code)),
+        other => HubEventKind::Failed(connect_failure(other)),
+    }
+}
+
+/// The failure class of a connect error that carried no CONNACK.
+pub(crate) fn connect_failure(e: &ConnectionError) -> ConnectFailure {
+    match e {
+        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => ConnectFailure::Timeout,
+        ConnectionError::Tls(_) => ConnectFailure::Tls,
+        ConnectionError::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => ConnectFailure::Refused,
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput => ConnectFailure::Dns,
+            std::io::ErrorKind::TimedOut => ConnectFailure::Timeout,
+            _ if io.to_string().contains("lookup") => ConnectFailure::Dns,
+            _ => ConnectFailure::Reset,
+        },
+        ConnectionError::MqttState(StateError::Io(io)) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            ConnectFailure::Refused
+        }
+        _ => ConnectFailure::Reset,
+    }
+}
+
+/// The MQTT 3.1.1 return code number.
+pub(crate) fn connack_code(code: ConnectReturnCode) -> u8 {
+    match code {
+        ConnectReturnCode::Success => 0,
+        ConnectReturnCode::RefusedProtocolVersion => 1,
+        ConnectReturnCode::BadClientId => 2,
+        ConnectReturnCode::ServiceUnavailable => 3,
+        ConnectReturnCode::BadUserNamePassword => 4,
+        ConnectReturnCode::NotAuthorized => 5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_map_to_the_spec_vocabulary() {
+        let refused = ConnectionError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(classify_connect_error(&refused), HubEventKind::Failed(ConnectFailure::Refused)));
+        assert!(matches!(
+            classify_connect_error(&ConnectionError::NetworkTimeout),
+            HubEventKind::Failed(ConnectFailure::Timeout)
+        ));
+        assert!(matches!(
+            classify_connect_error(&ConnectionError::ConnectionRefused(ConnectReturnCode::ServiceUnavailable)),
+            HubEventKind::ConnAck(3)
+        ));
+        assert!(matches!(
+            classify_connect_error(&ConnectionError::MqttState(StateError::ConnectionAborted)),
+            HubEventKind::Failed(ConnectFailure::Reset)
+        ));
+    }
+}

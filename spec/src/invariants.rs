@@ -46,6 +46,9 @@ impl Violation {
 /// Checks every state invariant of SPEC §6.
 pub fn check(cfg: &Config, s: &State) -> Result<(), Violation> {
     let t = &s.timers;
+    if s.phase == Phase::Stopped && !t.is_empty() {
+        return Err(Violation::TimerAfterStop);
+    }
     let waiting = matches!(s.phase, Phase::Waiting { .. });
     if waiting != t.get(Timer::Wake).is_some() {
         return Err(Violation::WakeMismatch);
@@ -66,9 +69,6 @@ pub fn check(cfg: &Config, s: &State) -> Result<(), Violation> {
         if !renew_ok {
             return Err(Violation::RenewalMissing);
         }
-    }
-    if s.phase == Phase::Stopped && !t.is_empty() {
-        return Err(Violation::TimerAfterStop);
     }
     if matches!(s.phase, Phase::Connecting { .. }) && s.cache.is_none() {
         return Err(Violation::ConnectingWithoutAssignment);

@@ -42,8 +42,9 @@ pub struct Instance {
     pub mutation: Mutation,
 }
 
-/// Where "now" sits after every move; times before it saturate at zero.
-pub const ORIGIN: u64 = 200_000;
+/// Where "now" sits after every move. Remembered times older than the horizon that can
+/// still matter are clamped (see [`Instance::normalize`]), so 60 s of history is plenty.
+pub const ORIGIN: u64 = 60_000;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -109,9 +110,6 @@ impl Instance {
             push(Input::Command(Command::Start), 0, true);
             return out;
         }
-        if s.phase == Phase::Stopped {
-            return out;
-        }
         if let Some((_, at)) = s.timers.earliest() {
             for t in Timer::ALL {
                 if s.timers.get(t) == Some(at) {
@@ -142,7 +140,7 @@ impl Instance {
             Phase::Connected { .. } => push(sig(WireSignal::ConnectionLost), 0, false),
             Phase::Idle | Phase::Waiting { .. } | Phase::Stopped => {}
         }
-        if self.app_commands {
+        if self.app_commands && s.phase != Phase::Stopped {
             push(Input::Command(Command::Stop), 0, false);
             push(Input::Command(Command::ReprovisionNow), 0, false);
         }
@@ -164,7 +162,38 @@ impl Instance {
         next.violation = self.check(w, &mut next, mv, now, &out.actions).err();
         next.device = next.device.shifted(mv.advance);
         next.monitor = next.monitor.shifted(mv.advance);
+        self.normalize(&mut next);
         next
+    }
+
+    /// Clamps or forgets what can no longer influence any future move, so that equivalent
+    /// worlds compare equal. Each rule is exact for the spec and the monitor:
+    /// - an attempt start older than the largest spacing only ever satisfies the spacing;
+    /// - a token past its renewal point is never reused, so its exact age is irrelevant;
+    /// - a stopped world has no future (its timers are kept: the invariants check them).
+    pub fn normalize(&self, w: &mut World) {
+        let now = Millis(ORIGIN);
+        let cfg = &self.cfg;
+        let s = &mut w.device;
+        let horizon = Millis(ORIGIN.saturating_sub(crate::time::ms(cfg.spacing(true))));
+        s.last_attempt = s.last_attempt.map(|t| t.max(horizon));
+        if let Some(t) = &mut s.token {
+            let stale_from = Millis(ORIGIN.saturating_sub(crate::time::ms(cfg.renew_after())));
+            if t.minted_at <= stale_from {
+                t.minted_at = stale_from;
+                t.expires_at = stale_from.plus(cfg.token_ttl);
+            }
+        }
+        if s.phase == Phase::Stopped {
+            let timers = s.timers;
+            *s = State::new(None);
+            s.phase = Phase::Stopped;
+            s.timers = timers;
+            w.monitor = Monitor::default();
+            w.fingerprint = false;
+        }
+        let check = TraceCheck { config: cfg.clone(), tolerance: Duration::ZERO };
+        w.monitor = w.monitor.normalized(&check, now);
     }
 
     fn check(&self, before: &World, after: &mut World, mv: &Move, now: Millis, actions: &[Action]) -> Result<(), (Guarantee, String)> {
@@ -240,7 +269,7 @@ impl Instance {
                     let credential = Credential { fingerprint: u64::from(after.fingerprint), valid_for: e.since(now) };
                     obs.push(Observed::HubConnect { hub: a.hub.clone(), credential: Some(credential) });
                 }
-                Action::Close if matches!(was, Phase::Connected { .. }) => {
+                Action::Close if matches!(was, Phase::Connected { .. }) || was.is_in_flight() => {
                     obs.push(Observed::Disconnect { by: Side::Device });
                 }
                 _ => {}

@@ -239,6 +239,7 @@ impl Monitor {
                     return Err((Guarantee::G2, String::from("reconnected with the token the hub refused")));
                 }
                 self.pending_credential = Some(*credential);
+                self.refused_fingerprint = None;
                 self.assigned = None;
             }
             Observed::DpsRequest(DpsRequest::Register) => {
@@ -280,6 +281,29 @@ impl Monitor {
         m.not_before = m.not_before.map(|(t, g)| (t.minus_ms(delta), g));
         m.quiet_since = m.quiet_since.map(|t| t.minus_ms(delta));
         m
+    }
+
+    /// The monitor with every remembered time that can no longer matter at `now` forgotten
+    /// or clamped, so that equivalent monitors compare equal (for the model checks).
+    #[must_use]
+    pub fn normalized(&self, check: &TraceCheck, now: Millis) -> Self {
+        let cfg = &check.config;
+        let mut m = self.clone();
+        let spacing_horizon = Millis(now.0.saturating_sub(crate::time::ms(cfg.spacing(true))));
+        m.last_start = m.last_start.map(|t| t.max(spacing_horizon));
+        m.not_before = m.not_before.filter(|(t, _)| *t > now);
+        let quiet = cfg.longest_delay() + cfg.attempt_timeout + cfg.spacing(true) + check.tolerance;
+        let quiet_horizon = Millis(now.0.saturating_sub(crate::time::ms(quiet) + 1));
+        m.quiet_since = m.quiet_since.map(|t| t.max(quiet_horizon));
+        m.unreachable = m.unreachable.min(cfg.unreachable_threshold);
+        m.unavailable = m.unavailable.min(cfg.unavailable_threshold);
+        m.auth_refusals = m.auth_refusals.min(2);
+        m
+    }
+
+    /// The guarantee whose timing bound the next request must respect, if any.
+    pub fn awaiting(&self) -> Option<Guarantee> {
+        self.not_before.map(|(_, g)| g)
     }
 
     /// Forgets expectations after the application intervened (a command the cloud cannot see).

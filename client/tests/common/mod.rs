@@ -1,0 +1,114 @@
+//! Shared helpers: a mock cloud on ephemeral loopback ports and a client pointed at it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use hubswap_client::{DeviceClient, DeviceClientBuilder, DeviceEvent, DpsTransport, StatusKind};
+use hubswap_mock_cloud::{CloudConfig, Event, LogRecord, MockCloud};
+use hubswap_spec as spec;
+use tokio::sync::{mpsc, watch};
+
+pub const MODEL: &str = "dtmi:com:example:Thermostat;1";
+/// Generous upper bounds: real sockets and TLS on a shared 2-core machine.
+pub const LONG: Duration = Duration::from_secs(30);
+
+pub async fn cloud(hubs: usize) -> MockCloud {
+    MockCloud::start(CloudConfig::for_tests(hubs)).await.expect("mock cloud starts")
+}
+
+/// Millisecond-scale timing so that failures and renewals happen within a test.
+pub fn fast_timing() -> spec::Config {
+    let mut c = spec::Config::default();
+    c.fast = spec::Profile { floor: Duration::from_millis(50), initial: Duration::from_millis(100), cap: Duration::from_secs(1) };
+    c.slow = spec::Profile { floor: Duration::from_secs(1), initial: Duration::from_secs(1), cap: Duration::from_secs(5) };
+    c.min_attempt_spacing = Duration::from_millis(50);
+    c.stable_after = Duration::from_millis(500);
+    c.attempt_timeout = Duration::from_secs(10);
+    c.dps_poll_default = Duration::from_millis(200);
+    c.max_retry_after = Duration::from_secs(2);
+    c.retry_after_jitter = Duration::from_millis(100);
+    c.validate().expect("fast timing is valid");
+    c
+}
+
+/// A builder for `reg_id` in the mock's `default` group, with the mock's CA and a resolver
+/// from the mock's hub host names to their ephemeral ports.
+pub fn builder(cloud: &MockCloud, reg_id: &str, transport: DpsTransport) -> DeviceClientBuilder {
+    let hubs: HashMap<String, u16> = cloud.info().hubs.iter().map(|h| (h.host.clone(), h.addr.port())).collect();
+    let dps_port = match transport {
+        DpsTransport::Https => cloud.dps_https_addr().port(),
+        _ => cloud.dps_mqtt_addr().port(),
+    };
+    DeviceClient::builder()
+        .id_scope(cloud.id_scope())
+        .registration_id(reg_id)
+        .group_key(cloud.group_key("default").expect("default group"))
+        .model_id(MODEL)
+        .dps_transport(transport)
+        .dps_endpoint("127.0.0.1", dps_port)
+        .trust_ca_pem(cloud.ca_pem().as_bytes().to_vec())
+        .hub_resolver(move |host| ("127.0.0.1".to_owned(), hubs.get(host).copied().unwrap_or(1)))
+        .memory_store()
+        .timing(fast_timing())
+        .jitter_seed(7)
+}
+
+pub async fn wait_status(rx: &mut watch::Receiver<hubswap_client::ConnectionStatus>, kind: StatusKind) {
+    let reached = tokio::time::timeout(LONG, rx.wait_for(|s| s.kind == kind)).await.is_ok();
+    assert!(reached, "status {kind:?} not reached; last {:?}", *rx.borrow());
+}
+
+/// Waits for a log record matching `pred` (already logged, or logged later).
+pub async fn wait_log(cloud: &MockCloud, pred: impl Fn(&LogRecord) -> bool) -> LogRecord {
+    let mut sub = cloud.log().subscribe();
+    if let Some(r) = cloud.log().records().into_iter().find(|r| pred(r)) {
+        return r;
+    }
+    tokio::time::timeout(LONG, async {
+        loop {
+            match sub.recv().await {
+                Ok(r) if pred(&r) => return r,
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if let Some(r) = cloud.log().records().into_iter().find(|r| pred(r)) {
+                        return r;
+                    }
+                }
+                Err(e) => panic!("log closed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("log record within the bound")
+}
+
+/// Every telemetry `$.mid` the cloud recorded, in order, with its hub.
+pub fn telemetry_mids(cloud: &MockCloud) -> Vec<(String, String)> {
+    cloud
+        .log()
+        .records()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::Telemetry { hub, properties, .. } => properties.get("$.mid").map(|m| (m.clone(), hub)),
+            _ => None,
+        })
+        .collect()
+}
+
+pub async fn next_event(events: &mut mpsc::UnboundedReceiver<DeviceEvent>, pred: impl Fn(&DeviceEvent) -> bool) -> DeviceEvent {
+    tokio::time::timeout(LONG, async {
+        loop {
+            let e = events.recv().await.expect("events open");
+            if pred(&e) {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("event within the bound")
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+}

@@ -1,0 +1,330 @@
+//! Shared helpers for the integration tests: a rumqttc device over real TLS on loopback, DPS
+//! over MQTT, raw TLS sockets for malformed input, and a tiny HTTPS client.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::missing_panics_doc,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hubswap_mock_cloud::{CloudConfig, LogRecord, MockCloud};
+use rumqttc::{
+    AsyncClient, ConnAck, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS,
+    TlsConfiguration, Transport,
+};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// Generous bound for anything that should happen "at once" on loopback.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub async fn start(hubs: usize) -> MockCloud {
+    hubswap_mock_cloud::tls::ensure_crypto_provider();
+    let mut config = CloudConfig::for_tests(hubs);
+    config.admin = None;
+    MockCloud::start(config)
+        .await
+        .expect("the mock cloud starts on ephemeral ports")
+}
+
+pub fn far_future() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600
+}
+
+/// MQTT options for a TLS connection to `127.0.0.1:port`.
+pub fn options(
+    cloud: &MockCloud,
+    client_id: &str,
+    port: u16,
+    client_auth: Option<(Vec<u8>, Vec<u8>)>,
+) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
+    o.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
+        ca: cloud.ca_pem().as_bytes().to_vec(),
+        alpn: None,
+        client_auth,
+    }));
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_max_packet_size(512 * 1024, 512 * 1024);
+    o
+}
+
+/// Hub options with a SAS token minted from `key`.
+pub fn hub_options(
+    cloud: &MockCloud,
+    hub: &str,
+    device: &str,
+    key: &str,
+    clean: bool,
+) -> MqttOptions {
+    let port = cloud.hub_addr(hub).expect("hub exists").port();
+    let mut o = options(cloud, device, port, None);
+    let token =
+        hubswap_mock_cloud::sas::mint(key, &format!("{hub}/devices/{device}"), far_future(), None)
+            .unwrap();
+    o.set_credentials(format!("{hub}/{device}/?api-version=2021-04-12"), token);
+    o.set_clean_session(clean);
+    o
+}
+
+/// A connected device whose event loop runs in a task.
+pub struct Device {
+    pub client: AsyncClient,
+    pub rx: mpsc::UnboundedReceiver<Result<Packet, String>>,
+    pub connack: ConnAck,
+}
+
+impl Device {
+    /// The next incoming PUBLISH (skipping acks), or `None` when the connection ended.
+    pub async fn publish(&mut self) -> Option<Publish> {
+        loop {
+            match tokio::time::timeout(WAIT, self.rx.recv())
+                .await
+                .expect("an incoming packet in time")?
+            {
+                Ok(Packet::Publish(p)) => return Some(p),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next incoming packet of any kind; `Err` when the connection ended.
+    pub async fn packet(&mut self) -> Result<Packet, String> {
+        tokio::time::timeout(WAIT, self.rx.recv())
+            .await
+            .expect("a packet in time")
+            .unwrap_or_else(|| Err("ended".into()))
+    }
+
+    /// Waits until the connection ends; returns the error text.
+    pub async fn closed(&mut self) -> String {
+        loop {
+            if let Err(e) = self.packet().await {
+                return e;
+            }
+        }
+    }
+}
+
+/// Connects; `Err` carries rumqttc's error (e.g. a refusing CONNACK).
+pub async fn connect(opts: MqttOptions) -> Result<Device, ConnectionError> {
+    let (client, mut el) = AsyncClient::new(opts, 16);
+    let connack = first_connack(&mut el).await?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(p)) => {
+                    if tx.send(Ok(p)).is_err() {
+                        return;
+                    }
+                }
+                Ok(Event::Outgoing(_)) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Device {
+        client,
+        rx,
+        connack,
+    })
+}
+
+async fn first_connack(el: &mut EventLoop) -> Result<ConnAck, ConnectionError> {
+    loop {
+        match tokio::time::timeout(WAIT, el.poll())
+            .await
+            .expect("CONNACK in time")
+        {
+            Ok(Event::Incoming(Packet::ConnAck(a))) => return Ok(a),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The CONNACK refusal code of a failed connect.
+pub fn refusal(e: &ConnectionError) -> Option<u8> {
+    match e {
+        ConnectionError::ConnectionRefused(code) => Some(*code as u8),
+        _ => None,
+    }
+}
+
+/// Provisions over DPS MQTT with a SAS key (or an X.509 identity); returns the DPS answer body.
+pub async fn provision_mqtt(
+    cloud: &MockCloud,
+    reg: &str,
+    key: Option<&str>,
+    client_auth: Option<(Vec<u8>, Vec<u8>)>,
+) -> Value {
+    let mut o = options(cloud, reg, cloud.dps_mqtt_addr().port(), client_auth);
+    let username = format!(
+        "{}/registrations/{reg}/api-version=2019-03-31",
+        cloud.id_scope()
+    );
+    let password = key
+        .map(|k| {
+            hubswap_mock_cloud::sas::mint(
+                k,
+                &format!("{}/registrations/{reg}", cloud.id_scope()),
+                far_future(),
+                Some("registration"),
+            )
+            .unwrap()
+        })
+        .unwrap_or_default();
+    o.set_credentials(username, password);
+    o.set_clean_session(true);
+    let mut d = connect(o).await.expect("DPS accepts the CONNECT");
+    d.client
+        .subscribe("$dps/registrations/res/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let body =
+        serde_json::json!({"registrationId": reg, "payload": {"modelId": "dtmi:test:model;1"}})
+            .to_string();
+    d.client
+        .publish(
+            "$dps/registrations/PUT/iotdps-register/?$rid=1",
+            QoS::AtLeastOnce,
+            false,
+            body,
+        )
+        .await
+        .unwrap();
+    let first = d.publish().await.expect("a register answer");
+    let v: Value = serde_json::from_slice(&first.payload).unwrap();
+    if !first
+        .topic
+        .starts_with("$dps/registrations/res/202/?$rid=1")
+    {
+        return v;
+    }
+    assert!(
+        first.topic.ends_with("&retry-after=1"),
+        "202 carries retry-after: {}",
+        first.topic
+    );
+    let op = v["operationId"]
+        .as_str()
+        .expect("202 has an operationId")
+        .to_owned();
+    let poll =
+        format!("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId={op}");
+    d.client
+        .publish(poll, QoS::AtLeastOnce, false, " ")
+        .await
+        .unwrap();
+    let second = d.publish().await.expect("a poll answer");
+    assert!(
+        second
+            .topic
+            .starts_with("$dps/registrations/res/200/?$rid=2"),
+        "{}",
+        second.topic
+    );
+    let _ = d.client.disconnect().await;
+    serde_json::from_slice(&second.payload).unwrap()
+}
+
+/// Provisions `reg` from the default group and connects it to its hub.
+pub async fn provision_and_connect(cloud: &MockCloud, reg: &str, clean: bool) -> (Device, String) {
+    let key = cloud.device_key("default", reg).unwrap();
+    let answer = provision_mqtt(cloud, reg, Some(&key), None).await;
+    let hub = answer["registrationState"]["assignedHub"]
+        .as_str()
+        .expect("assigned")
+        .to_owned();
+    let device = connect(hub_options(cloud, &hub, reg, &key, clean))
+        .await
+        .expect("the hub accepts");
+    (device, hub)
+}
+
+/// A raw TLS connection trusting the cloud's CA.
+pub async fn raw_tls(cloud: &MockCloud, port: u16) -> TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(hubswap_mock_cloud::certs::first_pem_der(cloud.ca_pem()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
+/// Reads until the peer closes (or `WAIT`); returns what arrived.
+pub async fn read_to_close(s: &mut TlsStream<TcpStream>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("the cloud closes the connection");
+    out
+}
+
+/// One HTTPS request (HTTP/1.1, `Connection: close`); returns status, headers (lowercase) and body.
+pub async fn https(
+    cloud: &MockCloud,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = raw_tls(cloud, cloud.dps_https_addr().port()).await;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(a) = auth {
+        head.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let raw = read_to_close(&mut s).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a full HTTP response");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.as_bytes().to_vec())
+}
+
+/// Waits for a log record matching `pred`.
+pub async fn logged(cloud: &MockCloud, pred: impl Fn(&LogRecord) -> bool) -> LogRecord {
+    cloud
+        .log()
+        .wait_for(WAIT, pred)
+        .await
+        .expect("the expected log record")
+}

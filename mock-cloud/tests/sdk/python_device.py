@@ -70,6 +70,8 @@ async def main():
     loop = asyncio.get_running_loop()
 
     async def on_desired(patch):
+        if "targetTemperature" not in patch:
+            return  # the SDK also hands over the current desired document after connecting
         version = patch.get("$version")
         acks = {}
         for name, value in patch.items():

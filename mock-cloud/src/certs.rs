@@ -27,6 +27,17 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     buf
 }
 
+/// `N` random bytes as lowercase hex (operation, tracking and message ids).
+pub fn random_hex<const N: usize>() -> String {
+    use std::fmt::Write as _;
+    random_bytes::<N>()
+        .iter()
+        .fold(String::with_capacity(2 * N), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 /// A certificate with its private key, as PEM and DER.
 #[derive(Debug, Clone)]
 pub struct Identity {

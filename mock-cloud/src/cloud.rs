@@ -133,6 +133,14 @@ impl MockCloud {
     ///
     /// [`Error::Bind`] names the flag to change when a port is taken or privileged;
     /// [`Error::File`] when the data folder is unusable; [`Error::Config`] for a bad config.
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one linear start-up sequence reads best in one place"
+    )]
+    #[allow(
+        clippy::unused_async,
+        reason = "async in the public API so start-up may await later without a breaking change"
+    )]
     pub async fn start(config: CloudConfig) -> Result<Self, Error> {
         config.validate()?;
         tls::ensure_crypto_provider();
@@ -142,7 +150,7 @@ impl MockCloud {
                 std::env::temp_dir().join(format!(
                     "hubswap-mock-cloud-{}-{}",
                     std::process::id(),
-                    hex8()
+                    crate::certs::random_hex::<4>()
                 )),
                 false,
             ),
@@ -638,11 +646,4 @@ impl Inner {
         self.core.control(format!("hub {host} listener started"));
         Ok(())
     }
-}
-
-fn hex8() -> String {
-    crate::certs::random_bytes::<4>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

@@ -321,7 +321,7 @@ impl LogRecord {
             } => Observed::DpsResponse(dps_answer(
                 *status,
                 operation_status.as_deref(),
-                assigned_hub,
+                assigned_hub.as_deref(),
                 *error_code,
                 *retry_after,
             )?),
@@ -357,7 +357,7 @@ impl LogRecord {
 fn dps_answer(
     status: u16,
     operation_status: Option<&str>,
-    assigned_hub: &Option<String>,
+    assigned_hub: Option<&str>,
     error_code: Option<u32>,
     retry_after: Option<u32>,
 ) -> Option<DpsAnswer> {
@@ -370,7 +370,7 @@ fn dps_answer(
     }
     Some(match operation_status? {
         "assigned" => DpsAnswer::Assigned {
-            hub: assigned_hub.clone()?,
+            hub: assigned_hub?.to_owned(),
         },
         "failed" => DpsAnswer::Failed {
             error_code: error_code.unwrap_or(0),

@@ -244,10 +244,12 @@ fn admin_client(args: &AdminArgs) -> Result<AdminClient, Error> {
     AdminClient::new("http://127.0.0.1:8480")
 }
 
-fn print(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+fn print(v: &Value) -> Result<(), Error> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
 }
 
+#[allow(clippy::too_many_lines, reason = "one match arm per subcommand")]
 async fn client(command: Command) -> Result<(), Error> {
     match command {
         Command::Serve(_) => Ok(()),
@@ -268,29 +270,29 @@ async fn client(command: Command) -> Result<(), Error> {
                     }
                     Ok(())
                 }
-                DevicesCommand::Show { id } => Ok(print(
+                DevicesCommand::Show { id } => print(
                     &c.request("GET", &format!("/api/devices/{id}"), None)
                         .await?,
-                )),
+                ),
             }
         }
         Command::Twin { command, admin } => {
             let c = admin_client(&admin)?;
             match command {
-                TwinCommand::Get { id } => Ok(print(
+                TwinCommand::Get { id } => print(
                     &c.request("GET", &format!("/api/devices/{id}/twin"), None)
                         .await?,
-                )),
+                ),
                 TwinCommand::SetDesired { id, patch } => {
                     let patch: Value = serde_json::from_str(&patch)?;
-                    Ok(print(
+                    print(
                         &c.request(
                             "PATCH",
                             &format!("/api/devices/{id}/twin/desired"),
                             Some(&patch),
                         )
                         .await?,
-                    ))
+                    )
                 }
             }
         }
@@ -307,14 +309,14 @@ async fn client(command: Command) -> Result<(), Error> {
             let c = admin_client(&admin)?;
             let payload: Value = serde_json::from_str(&payload)?;
             let body = json!({"payload": payload, "timeout_secs": timeout});
-            Ok(print(
+            print(
                 &c.request(
                     "POST",
                     &format!("/api/devices/{id}/methods/{name}"),
                     Some(&body),
                 )
                 .await?,
-            ))
+            )
         }
         Command::C2d {
             command:
@@ -334,10 +336,10 @@ async fn client(command: Command) -> Result<(), Error> {
                 })
                 .collect();
             let body = json!({"payload": payload, "properties": props});
-            Ok(print(
+            print(
                 &c.request("POST", &format!("/api/devices/{id}/c2d"), Some(&body))
                     .await?,
-            ))
+            )
         }
         Command::Log {
             command: LogCommand::Tail { follow, since },

@@ -157,12 +157,13 @@ pub fn mint(
 
 /// Percent-encodes everything but `A-Za-z0-9-_.~`, with uppercase hex.
 pub fn percent_encode(s: &str) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out
@@ -187,7 +188,7 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// A fresh random key (32 bytes by default in IoT Central is 64; we use 64), base64.
+/// A fresh random 64-byte key (the size IoT Central generates), base64.
 pub fn random_key() -> String {
     B64.encode(crate::certs::random_bytes::<64>())
 }

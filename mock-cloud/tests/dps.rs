@@ -8,6 +8,9 @@ use hubswap_mock_cloud::Event;
 use hubswap_mock_cloud::sas::mint;
 use serde_json::Value;
 
+/// method, path, authorization, body, expected status
+type Case<'a> = (&'a str, &'a str, Option<&'a str>, &'a [u8], u16);
+
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
@@ -134,7 +137,7 @@ async fn bad_credentials_and_garbage_get_json_errors_over_rest_and_mqtt() {
         Some("registration"),
     )
     .unwrap();
-    let cases: [(&str, &str, Option<&str>, &[u8], u16); 6] = [
+    let cases: [Case<'_>; 6] = [
         ("PUT", path.as_str(), Some(wrong.as_str()), b"{}", 401),
         ("PUT", path.as_str(), None, b"{}", 401),
         (

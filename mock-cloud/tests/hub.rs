@@ -1,5 +1,10 @@
 //! IoT hub behaviour over real TLS on loopback: CONNACK decisions, sessions, features, ACL.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::missing_panics_doc,
+    clippy::too_many_lines
+)]
 
 mod common;
 
@@ -7,6 +12,7 @@ use std::time::Duration;
 
 use common::{Device, connect, hub_options, logged, provision_and_connect, refusal, start};
 use hubswap_mock_cloud::Event;
+use hubswap_spec::trace::{DpsAnswer, DpsRequest, Observed, Side};
 use rumqttc::{Packet, QoS};
 use serde_json::json;
 
@@ -116,7 +122,7 @@ async fn a_second_connect_closes_the_first_and_disabling_drops_without_a_packet(
     cloud.set_device_enabled("dev-b", None, false).unwrap();
     let why = second.closed().await;
     assert!(!why.is_empty());
-    logged(&cloud, |r| matches!(&r.event, Event::Disconnected { reason, by: hubswap_spec::trace::Side::Cloud, .. } if reason == "device disabled")).await;
+    logged(&cloud, |r| matches!(&r.event, Event::Disconnected { reason, by: Side::Cloud, .. } if reason == "device disabled")).await;
     cloud.shutdown().await;
 }
 
@@ -464,7 +470,6 @@ async fn the_log_converts_to_spec_observations_that_the_trace_check_grades() {
     })
     .await;
     let obs = cloud.observations();
-    use hubswap_spec::trace::{DpsAnswer, DpsRequest, Observed, Side};
     let kinds: Vec<&Observed> = obs
         .iter()
         .filter(|o| o.device == "dev-g")
@@ -491,7 +496,7 @@ async fn the_log_converts_to_spec_observations_that_the_trace_check_grades() {
         panic!("a SAS hub connect, got {:?}", kinds[4])
     };
     assert_eq!(h, &hub);
-    assert!(c.valid_for > Duration::from_secs(3000) && c.valid_for <= Duration::from_secs(3600));
+    assert!(c.valid_for > Duration::from_mins(50) && c.valid_for <= Duration::from_hours(1));
     assert_eq!(kinds[5], &Observed::ConnAck { code: 0 });
     assert_eq!(kinds[6], &Observed::Disconnect { by: Side::Device });
     assert_eq!(kinds.len(), 7);

@@ -123,6 +123,10 @@ fn reply<T: serde::Serialize>(r: Result<T, Error>) -> Response {
 }
 
 /// Parses a JSON body, answering 400 with a JSON error on garbage.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the ready HTTP answer"
+)]
 fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, Response> {
     let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { bytes };
     serde_json::from_slice(bytes)

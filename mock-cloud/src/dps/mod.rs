@@ -106,7 +106,7 @@ impl Core {
                 .ok_or_else(|| refuse(404, 404_201, "registration not found"))?;
             Ok(DpsReply {
                 status: 200,
-                body: assigned_state(device, &self.group_of(device)),
+                body: assigned_state(device),
                 retry_after: None,
             })
         })();
@@ -135,8 +135,8 @@ impl Core {
         } else if state.devices.get(reg_id).is_some_and(|d| d.blocked) {
             let msg = "Device is blocked from connecting to IoT Central application. Unblock the device in IoT Central and retry.";
             ("failed", failed_state(reg_id, &now, 400_209, msg))
-        } else if let Some(device) = self.allocate(&mut state, reg_id, attested, model_id, &now) {
-            ("assigned", assigned_state(&device, &self.group_of(&device)))
+        } else if let Some(device) = Self::allocate(&mut state, reg_id, attested, model_id, &now) {
+            ("assigned", assigned_state(&device))
         } else {
             (
                 "failed",
@@ -148,7 +148,11 @@ impl Core {
                 ),
             )
         };
-        let operation_id = format!("4.{}.{}", &self.random_id()[..16], self.random_id());
+        let operation_id = format!(
+            "4.{}.{}",
+            crate::certs::random_hex::<8>(),
+            crate::certs::random_hex::<16>()
+        );
         state.operations.insert(
             operation_id.clone(),
             Operation {
@@ -263,7 +267,6 @@ impl Core {
 
     /// Picks the device's hub: its current one, else the enabled hub with the fewest devices.
     fn allocate(
-        &self,
         state: &mut State,
         reg_id: &str,
         attested: Attested,
@@ -304,20 +307,12 @@ impl Core {
         Some(device)
     }
 
-    fn group_of(&self, device: &Device) -> Option<(&'static str, String)> {
-        match &device.auth {
-            DeviceAuth::Group { group } => Some(("symmetricKey", group.clone())),
-            DeviceAuth::X509Group { group } => Some(("x509", group.clone())),
-            DeviceAuth::Individual | DeviceAuth::Keys { .. } => None,
-        }
-    }
-
     fn error_reply(&self, r: &Refusal) -> DpsReply {
         DpsReply {
             status: r.status,
             body: json!({
                 "errorCode": r.code,
-                "trackingId": self.random_id(),
+                "trackingId": crate::certs::random_hex::<16>(),
                 "message": r.message,
                 "timestampUtc": self.clock.utc_string(),
             }),
@@ -403,7 +398,16 @@ fn parse_register_body(reg_id: &str, body: &[u8]) -> Result<Option<String>, Refu
     Ok(model)
 }
 
-fn assigned_state(device: &Device, group: &Option<(&'static str, String)>) -> Value {
+fn group_of(device: &Device) -> Option<(&'static str, String)> {
+    match &device.auth {
+        DeviceAuth::Group { group } => Some(("symmetricKey", group.clone())),
+        DeviceAuth::X509Group { group } => Some(("x509", group.clone())),
+        DeviceAuth::Individual | DeviceAuth::Keys { .. } => None,
+    }
+}
+
+fn assigned_state(device: &Device) -> Value {
+    let group = group_of(device);
     let mut s = json!({
         "registrationId": device.id,
         "createdDateTimeUtc": device.created,
@@ -415,7 +419,7 @@ fn assigned_state(device: &Device, group: &Option<(&'static str, String)>) -> Va
         "etag": format!("\"{}\"", device.last_updated),
     });
     if let (Some((kind, id)), Some(obj)) = (group, s.as_object_mut()) {
-        obj.insert((*kind).to_owned(), json!({"enrollmentGroupId": id}));
+        obj.insert(kind.to_owned(), json!({"enrollmentGroupId": id}));
     }
     s
 }

@@ -51,7 +51,7 @@ async fn register(
         DpsAuth::Sas(sas(&headers)),
         &body,
     );
-    render(reply)
+    render(&reply)
 }
 
 async fn poll(
@@ -62,7 +62,7 @@ async fn poll(
     let Ok(Path((scope, reg, op))) = path else {
         return error(&core, StatusCode::BAD_REQUEST, 400_001, "malformed path");
     };
-    render(core.dps_poll(
+    render(&core.dps_poll(
         Transport::Https,
         &scope,
         &reg,
@@ -79,7 +79,7 @@ async fn lookup(
     let Ok(Path((scope, reg))) = path else {
         return error(&core, StatusCode::BAD_REQUEST, 400_001, "malformed path");
     };
-    render(core.dps_lookup(Transport::Https, &scope, &reg, DpsAuth::Sas(sas(&headers))))
+    render(&core.dps_lookup(Transport::Https, &scope, &reg, DpsAuth::Sas(sas(&headers))))
 }
 
 async fn not_found(State(core): State<Arc<Core>>) -> Response {
@@ -98,11 +98,11 @@ async fn not_allowed(State(core): State<Arc<Core>>) -> Response {
 fn error(core: &Core, status: StatusCode, code: u32, message: &str) -> Response {
     let body = json!({
         "errorCode": code,
-        "trackingId": core.random_id(),
+        "trackingId": crate::certs::random_hex::<16>(),
         "message": message,
         "timestampUtc": core.clock.utc_string(),
     });
-    render(DpsReply {
+    render(&DpsReply {
         status: status.as_u16(),
         body,
         retry_after: None,
@@ -110,7 +110,7 @@ fn error(core: &Core, status: StatusCode, code: u32, message: &str) -> Response 
 }
 
 /// Renders a reply: status, JSON body, `retry-after`, and `x-ms-error-code` on errors.
-fn render(reply: DpsReply) -> Response {
+fn render(reply: &DpsReply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, reply.body.to_string()).into_response();
     let headers = response.headers_mut();

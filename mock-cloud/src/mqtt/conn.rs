@@ -87,13 +87,17 @@ impl Wire {
         self.framed.send(packet).await.is_ok()
     }
 
-    /// Closes cleanly (TLS close_notify, then FIN).
+    /// Closes cleanly (TLS `close_notify`, then FIN).
     pub(crate) async fn close(mut self) {
         let _ = self.framed.get_mut().shutdown().await;
     }
 }
 
 /// Serves one accepted TCP connection to the end.
+#[allow(
+    clippy::too_many_lines,
+    reason = "the connection lifecycle, step by step"
+)]
 pub(crate) async fn run(
     core: Arc<Core>,
     acceptor: TlsAcceptor,
@@ -221,7 +225,7 @@ pub(crate) async fn run(
                 &reason,
                 wire,
             )
-            .await
+            .await;
         }
         HubDecision::Accept { device, model_id } => {
             super::hub::serve(core, wire, hub, conn, device, model_id, connect).await;

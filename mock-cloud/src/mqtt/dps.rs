@@ -24,6 +24,10 @@ use crate::registry::Core;
 const RESPONSE_FILTER: &str = "$dps/registrations/res/#";
 
 /// Serves a DPS connection after its CONNECT.
+#[allow(
+    clippy::too_many_lines,
+    reason = "the DPS session loop with its per-packet answers"
+)]
 pub(crate) async fn serve(
     core: Arc<Core>,
     mut wire: Wire,

@@ -44,6 +44,10 @@ struct HubSession {
 }
 
 /// Runs an accepted hub connection: CONNACK 0, then the session loop, then cleanup.
+#[allow(
+    clippy::too_many_lines,
+    reason = "session set-up, loop and cleanup belong together"
+)]
 pub(crate) async fn serve(
     core: Arc<Core>,
     mut wire: Wire,
@@ -155,7 +159,7 @@ pub(crate) async fn serve(
         closed(endpoint, conn, outcome.by, true, &outcome.reason),
     );
     if let Some(w) = will {
-        s.forward_will(w);
+        s.forward_will(&w);
     }
 }
 
@@ -222,10 +226,10 @@ impl HubSession {
                 self.telemetry(properties, &p.payload);
                 None
             }
-            HubTopic::TwinGet { rid } => Some(self.twin_get(rid)),
-            HubTopic::TwinReported { rid } => Some(self.twin_reported(rid, &p.payload)),
+            HubTopic::TwinGet { rid } => Some(self.twin_get(&rid)),
+            HubTopic::TwinReported { rid } => Some(self.twin_reported(&rid, &p.payload)),
             HubTopic::MethodResponse { status, rid } => {
-                self.method_response(status, rid, &p.payload);
+                self.method_response(status, &rid, &p.payload);
                 None
             }
         };
@@ -247,7 +251,7 @@ impl HubSession {
         self.core.log.record(Some(&self.device), event);
     }
 
-    fn twin_get(&self, rid: String) -> Publish {
+    fn twin_get(&self, rid: &str) -> Publish {
         let doc = self
             .core
             .lock()
@@ -262,7 +266,7 @@ impl HubSession {
             Some(&self.device),
             Event::TwinGet {
                 hub: self.hub.clone(),
-                rid: rid.clone(),
+                rid: rid.to_owned(),
                 status,
             },
         );
@@ -273,7 +277,7 @@ impl HubSession {
         )
     }
 
-    fn twin_reported(&self, rid: String, payload: &[u8]) -> Publish {
+    fn twin_reported(&self, rid: &str, payload: &[u8]) -> Publish {
         let patch = serde_json::from_slice::<Value>(payload).ok();
         let (status, version, patch) = match patch {
             Some(Value::Object(obj)) => {
@@ -304,7 +308,7 @@ impl HubSession {
         };
         let event = Event::TwinReported {
             hub: self.hub.clone(),
-            rid: rid.clone(),
+            rid: rid.to_owned(),
             status,
             version,
             patch,
@@ -317,11 +321,11 @@ impl HubSession {
         Publish::new(topic, QoS::AtMostOnce, Vec::new())
     }
 
-    fn method_response(&self, status: i32, rid: String, payload: &[u8]) {
+    fn method_response(&self, status: i32, rid: &str, payload: &[u8]) {
         let pending = {
             let mut state = self.core.lock();
-            match state.methods.get(&rid) {
-                Some(p) if p.device == self.device => state.methods.remove(&rid),
+            match state.methods.get(rid) {
+                Some(p) if p.device == self.device => state.methods.remove(rid),
                 _ => None,
             }
         };
@@ -329,7 +333,7 @@ impl HubSession {
             Some(&self.device),
             Event::MethodResponse {
                 hub: self.hub.clone(),
-                rid: rid.clone(),
+                rid: rid.to_owned(),
                 status,
             },
         );
@@ -482,13 +486,16 @@ impl HubSession {
     }
 
     /// A will is forwarded as telemetry with `iothub-MessageType=Will` (§4.1).
-    fn forward_will(&self, will: LastWill) {
-        match parse_hub_publish(&self.device, &will.topic) {
-            Ok(HubTopic::Telemetry { mut properties }) => {
+    fn forward_will(&self, will: &LastWill) {
+        if let Ok(HubTopic::Telemetry { mut properties }) =
+            parse_hub_publish(&self.device, &will.topic)
+        {
+            {
                 properties.insert("iothub-MessageType".into(), "Will".into());
                 self.telemetry(properties, &will.message);
             }
-            _ => {
+        } else {
+            {
                 let event = Event::Violation {
                     endpoint: self.endpoint(),
                     conn: self.conn,

@@ -359,7 +359,7 @@ impl Core {
         payload: Bytes,
         properties: &[(String, Option<String>)],
     ) -> Result<String, Error> {
-        let message_id = self.random_id();
+        let message_id = crate::certs::random_hex::<16>();
         let mut bag: Vec<(String, Option<String>)> = vec![
             ("$.mid".into(), Some(message_id.clone())),
             (

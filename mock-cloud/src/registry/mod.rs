@@ -285,12 +285,6 @@ impl Core {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A random-looking hex id (operation ids, tracking ids, message ids).
-    pub(crate) fn random_id(&self) -> String {
-        let bytes = crate::certs::random_bytes::<16>();
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
     /// Marks the state as changed (for persistence).
     pub(crate) fn touch(&self) {
         self.changed.notify_one();

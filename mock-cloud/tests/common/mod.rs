@@ -299,7 +299,9 @@ pub async fn https(
         body.len()
     );
     if let Some(a) = auth {
-        head.push_str(&format!("Authorization: {a}\r\n"));
+        head.push_str("Authorization: ");
+        head.push_str(a);
+        head.push_str("\r\n");
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).await.unwrap();

@@ -64,7 +64,8 @@ impl CommandRequest {
     /// Answers the command with a status (200 for success) and a JSON payload. The answer is
     /// dropped if the connection the request came on is gone (the hub has cancelled it).
     pub fn respond(self, status: u16, payload: &serde_json::Value) {
-        self.responder.send(status, payload.to_string().into_bytes());
+        self.responder
+            .send(status, payload.to_string().into_bytes());
     }
 }
 
@@ -78,7 +79,12 @@ pub(crate) struct Responder {
 impl Responder {
     fn send(self, status: u16, payload: Vec<u8>) {
         if let Some(tx) = self.api.upgrade() {
-            let _ = tx.send(Request::MethodResponse { generation: self.generation, rid: self.rid, status, payload });
+            let _ = tx.send(Request::MethodResponse {
+                generation: self.generation,
+                rid: self.rid,
+                status,
+                payload,
+            });
         }
     }
 }
@@ -87,11 +93,23 @@ impl Responder {
 #[derive(Debug)]
 pub(crate) enum Request {
     Telemetry(Entry),
-    Report { patch: serde_json::Value, done: oneshot::Sender<Result<Option<u64>, ClientError>> },
-    GetTwin { done: oneshot::Sender<Result<Twin, ClientError>> },
-    MethodResponse { generation: u64, rid: String, status: u16, payload: Vec<u8> },
+    Report {
+        patch: serde_json::Value,
+        done: oneshot::Sender<Result<Option<u64>, ClientError>>,
+    },
+    GetTwin {
+        done: oneshot::Sender<Result<Twin, ClientError>>,
+    },
+    MethodResponse {
+        generation: u64,
+        rid: String,
+        status: u16,
+        payload: Vec<u8>,
+    },
     Reprovision,
-    Shutdown { done: oneshot::Sender<()> },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// A queued telemetry message: await it for the hub's acknowledgement.

@@ -33,13 +33,20 @@ impl SecretKey {
     }
 
     fn bytes(&self) -> Result<Vec<u8>, AuthError> {
-        let raw = B64.decode(self.0.as_bytes()).map_err(|_| AuthError::NotBase64)?;
-        if raw.is_empty() { Err(AuthError::Empty) } else { Ok(raw) }
+        let raw = B64
+            .decode(self.0.as_bytes())
+            .map_err(|_| AuthError::NotBase64)?;
+        if raw.is_empty() {
+            Err(AuthError::Empty)
+        } else {
+            Ok(raw)
+        }
     }
 
     /// `base64(HMAC-SHA256(key, msg))`.
     pub fn sign(&self, msg: &[u8]) -> Result<String, AuthError> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.bytes()?).map_err(|_| AuthError::Empty)?;
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.bytes()?).map_err(|_| AuthError::Empty)?;
         mac.update(msg);
         Ok(B64.encode(mac.finalize().into_bytes()))
     }
@@ -67,10 +74,18 @@ impl SasToken {
     ///
     /// `sr` is URL-encoded with uppercase hex (`%2F`), the Python and C# SDK style; the
     /// signature covers `{sr}\n{se}` exactly as sent (protocol.md §1.1–§1.2).
-    pub fn new(key: &SecretKey, resource: &str, expiry: u64, key_name: Option<&str>) -> Result<Self, AuthError> {
+    pub fn new(
+        key: &SecretKey,
+        resource: &str,
+        expiry: u64,
+        key_name: Option<&str>,
+    ) -> Result<Self, AuthError> {
         let sr = url_encode(resource);
         let sig = key.sign(format!("{sr}\n{expiry}").as_bytes())?;
-        let mut token = format!("SharedAccessSignature sr={sr}&sig={}&se={expiry}", url_encode(&sig));
+        let mut token = format!(
+            "SharedAccessSignature sr={sr}&sig={}&se={expiry}",
+            url_encode(&sig)
+        );
         if let Some(skn) = key_name {
             token.push_str("&skn=");
             token.push_str(&url_encode(skn));
@@ -108,7 +123,8 @@ pub fn url_encode(s: &str) -> String {
 mod tests {
     use super::*;
 
-    const GROUP_KEY: &str = "8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==";
+    const GROUP_KEY: &str =
+        "8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==";
     const REG_ID: &str = "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6";
 
     fn sig_of(token: &SasToken) -> String {
@@ -120,14 +136,23 @@ mod tests {
 
     #[test]
     fn group_key_derivation_matches_the_published_example() {
-        let dev = SecretKey::new(GROUP_KEY).unwrap().derive_device_key(REG_ID).unwrap();
+        let dev = SecretKey::new(GROUP_KEY)
+            .unwrap()
+            .derive_device_key(REG_ID)
+            .unwrap();
         assert_eq!(dev.0, "Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=");
     }
 
     #[test]
     fn hub_token_matches_the_vector_and_url_encodes_the_signature() {
         let key = SecretKey::new("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
-        let t = SasToken::new(&key, "myhub.azure-devices.net/devices/dev1", 1_700_000_000, None).unwrap();
+        let t = SasToken::new(
+            &key,
+            "myhub.azure-devices.net/devices/dev1",
+            1_700_000_000,
+            None,
+        )
+        .unwrap();
         assert_eq!(
             t.expose(),
             "SharedAccessSignature sr=myhub.azure-devices.net%2Fdevices%2Fdev1\
@@ -137,21 +162,41 @@ mod tests {
 
     #[test]
     fn dps_token_matches_the_python_style_vector() {
-        let dev = SecretKey::new(GROUP_KEY).unwrap().derive_device_key(REG_ID).unwrap();
-        let t = SasToken::new(&dev, &format!("0ne00000A0A/registrations/{REG_ID}"), 1_700_000_000, Some("registration"))
+        let dev = SecretKey::new(GROUP_KEY)
+            .unwrap()
+            .derive_device_key(REG_ID)
             .unwrap();
-        assert_eq!(sig_of(&t), url_encode("t6/8JHWQuQgM9mXdYf/uIqa3dKECOEk9Rr4WrFV19q0="));
+        let t = SasToken::new(
+            &dev,
+            &format!("0ne00000A0A/registrations/{REG_ID}"),
+            1_700_000_000,
+            Some("registration"),
+        )
+        .unwrap();
+        assert_eq!(
+            sig_of(&t),
+            url_encode("t6/8JHWQuQgM9mXdYf/uIqa3dKECOEk9Rr4WrFV19q0=")
+        );
         assert!(t.expose().ends_with("&skn=registration"));
     }
 
     #[test]
     fn other_sr_encodings_sign_differently_as_documented() {
         // The ESDK (lowercase %2f) and Node (raw) vectors: signing the raw sts directly.
-        let dev = SecretKey::new(GROUP_KEY).unwrap().derive_device_key(REG_ID).unwrap();
+        let dev = SecretKey::new(GROUP_KEY)
+            .unwrap()
+            .derive_device_key(REG_ID)
+            .unwrap();
         let esdk = format!("0ne00000A0A%2fregistrations%2f{REG_ID}\n1700000000");
-        assert_eq!(dev.sign(esdk.as_bytes()).unwrap(), "d0v1ROtrJfDl1lL+6Gm6mCyZUBsvFsT3HgNEOWfYmE0=");
+        assert_eq!(
+            dev.sign(esdk.as_bytes()).unwrap(),
+            "d0v1ROtrJfDl1lL+6Gm6mCyZUBsvFsT3HgNEOWfYmE0="
+        );
         let node = format!("0ne00000A0A/registrations/{REG_ID}\n1700000000");
-        assert_eq!(dev.sign(node.as_bytes()).unwrap(), "hUOH8hSLSay+bfE5WjQhRmpIvWZdSog5Tlv8EyKqBg4=");
+        assert_eq!(
+            dev.sign(node.as_bytes()).unwrap(),
+            "hUOH8hSLSay+bfE5WjQhRmpIvWZdSog5Tlv8EyKqBg4="
+        );
     }
 
     #[test]

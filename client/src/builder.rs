@@ -88,7 +88,7 @@ impl Default for DeviceClientBuilder {
             journal: None,
             default_ttl: None,
             timing: spec::Config::default(),
-            keep_alive: Duration::from_secs(60),
+            keep_alive: Duration::from_mins(1),
             resolver: None,
             hub_port: 8883,
             seed: None,
@@ -130,7 +130,10 @@ impl DeviceClientBuilder {
     }
     /// An X.509 client certificate chain (leaf first) and its key, as PEM.
     pub fn x509(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
-        self.credentials.push(Credential::X509 { cert_pem: cert_pem.into(), key_pem: key_pem.into() });
+        self.credentials.push(Credential::X509 {
+            cert_pem: cert_pem.into(),
+            key_pem: key_pem.into(),
+        });
         self
     }
     /// The IoT Plug and Play model id, sent in the DPS payload and the hub username.
@@ -195,7 +198,10 @@ impl DeviceClientBuilder {
         self
     }
     /// Maps assigned hub host names to connect addresses (for local mock clouds).
-    pub fn hub_resolver(mut self, f: impl Fn(&str) -> (String, u16) + Send + Sync + 'static) -> Self {
+    pub fn hub_resolver(
+        mut self,
+        f: impl Fn(&str) -> (String, u16) + Send + Sync + 'static,
+    ) -> Self {
         self.resolver = Some(Arc::new(f));
         self
     }
@@ -213,7 +219,10 @@ impl DeviceClientBuilder {
     /// Checks every option.
     pub(crate) fn validate(self) -> Result<Settings, ConfigError> {
         let id_scope = self.id_scope.ok_or(ConfigError::MissingIdScope)?;
-        if id_scope.is_empty() || id_scope.len() > 64 || !id_scope.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if id_scope.is_empty()
+            || id_scope.len() > 64
+            || !id_scope.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
             return Err(ConfigError::InvalidIdScope(id_scope));
         }
         let mut creds = self.credentials;
@@ -231,12 +240,17 @@ impl DeviceClientBuilder {
             .ok_or(ConfigError::MissingRegistrationId)?;
         check_registration_id(&registration_id)?;
         let key = match cred {
-            Credential::GroupKey(k) => Some(SecretKey::new(k)?.derive_device_key(&registration_id)?),
+            Credential::GroupKey(k) => {
+                Some(SecretKey::new(k)?.derive_device_key(&registration_id)?)
+            }
             Credential::DeviceKey(k) => Some(SecretKey::new(k)?),
             Credential::X509 { .. } => None,
         };
         if let Some(m) = &self.model_id
-            && !(m.starts_with("dtmi:") && m.contains(';') && m.len() <= 256 && !m.contains(char::is_whitespace))
+            && !(m.starts_with("dtmi:")
+                && m.contains(';')
+                && m.len() <= 256
+                && !m.contains(char::is_whitespace))
         {
             return Err(ConfigError::InvalidModelId(m.clone()));
         }
@@ -247,17 +261,26 @@ impl DeviceClientBuilder {
         if self.keep_alive < Duration::from_secs(1) || self.keep_alive > Duration::from_secs(1177) {
             return Err(ConfigError::KeepAlive);
         }
-        let dps_port = self.dps_port.unwrap_or_else(|| self.dps_transport.default_port());
+        let dps_port = self
+            .dps_port
+            .unwrap_or_else(|| self.dps_transport.default_port());
         if self.dps_host.is_empty() || dps_port == 0 || self.hub_port == 0 {
-            return Err(ConfigError::InvalidEndpoint(format!("{}:{dps_port}", self.dps_host)));
+            return Err(ConfigError::InvalidEndpoint(format!(
+                "{}:{dps_port}",
+                self.dps_host
+            )));
         }
         let tls = client_config(roots(self.ca_pem.as_deref())?, identity.as_ref())?;
         let store = match self.store {
             Some(s) => s,
-            None => Arc::new(FileStore::new(format!(".hubswap/{registration_id}.assignment.json"))),
+            None => Arc::new(FileStore::new(format!(
+                ".hubswap/{registration_id}.assignment.json"
+            ))),
         };
         let hub_port = self.hub_port;
-        let resolver = self.resolver.unwrap_or_else(|| Arc::new(move |h: &str| (h.to_owned(), hub_port)));
+        let resolver = self
+            .resolver
+            .unwrap_or_else(|| Arc::new(move |h: &str| (h.to_owned(), hub_port)));
         let dps = Arc::new(DpsSettings {
             id_scope: id_scope.clone(),
             registration_id: registration_id.clone(),
@@ -292,7 +315,10 @@ impl DeviceClientBuilder {
 /// DPS rules: at most 128 of `A-Z a-z 0-9 - . _ :`, the last alphanumeric or `-`.
 fn check_registration_id(id: &str) -> Result<(), ConfigError> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':');
-    let last_ok = id.chars().last().is_some_and(|c| c.is_ascii_alphanumeric() || c == '-');
+    let last_ok = id
+        .chars()
+        .last()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '-');
     if id.is_empty() || id.len() > 128 || !id.chars().all(ok_char) || !last_ok {
         return Err(ConfigError::InvalidRegistrationId(id.to_owned()));
     }

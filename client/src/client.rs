@@ -30,54 +30,98 @@ impl DeviceClient {
     ///
     /// Returns the client and the stream of [`DeviceEvent`]s (commands, C2D, desired patches,
     /// twin resyncs). Must be called inside a tokio runtime.
-    pub fn start(builder: DeviceClientBuilder) -> Result<(Self, mpsc::UnboundedReceiver<DeviceEvent>), ConfigError> {
+    pub fn start(
+        builder: DeviceClientBuilder,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<DeviceEvent>), ConfigError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         let s = Arc::new(builder.validate()?);
         let outbox = match &s.journal {
-            Some(dir) => Outbox::with_journal(s.outbox_window, dir).map_err(|e| ConfigError::Journal(e.to_string()))?,
+            Some(dir) => Outbox::with_journal(s.outbox_window, dir)
+                .map_err(|e| ConfigError::Journal(e.to_string()))?,
             None => Outbox::new(s.outbox_window),
         };
         let restored = outbox.len();
-        let room = Arc::new(Semaphore::new(s.outbox_capacity.saturating_sub(restored).max(1)));
+        let room = Arc::new(Semaphore::new(
+            s.outbox_capacity.saturating_sub(restored).max(1),
+        ));
         let (api_tx, api_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let (status_tx, status_rx) =
-            watch::channel(ConnectionStatus { kind: StatusKind::Idle, reason: None });
+        let (status_tx, status_rx) = watch::channel(ConnectionStatus {
+            kind: StatusKind::Idle,
+            reason: None,
+        });
         let _guard = handle.enter();
-        let (driver, inputs) = Driver::new(s, outbox, ev_tx, api_tx.downgrade(), status_tx, api_rx)?;
+        let (driver, inputs) =
+            Driver::new(s, outbox, ev_tx, api_tx.downgrade(), status_tx, api_rx)?;
         handle.spawn(driver.run(inputs));
-        Ok((Self { api: api_tx, status: status_rx, room }, ev_rx))
+        Ok((
+            Self {
+                api: api_tx,
+                status: status_rx,
+                room,
+            },
+            ev_rx,
+        ))
     }
 
     /// Queues a telemetry message and returns at once with a [`Delivery`] to await the hub's
     /// acknowledgement. When the outbox is full it waits for room or fails, as `when_full` says.
-    pub async fn queue_telemetry(&self, msg: Telemetry, when_full: WhenFull) -> Result<Delivery, SendError> {
+    pub async fn queue_telemetry(
+        &self,
+        msg: Telemetry,
+        when_full: WhenFull,
+    ) -> Result<Delivery, SendError> {
         let permit = match when_full {
-            WhenFull::Wait => self.room.clone().acquire_owned().await.map_err(|_| SendError::Shutdown)?,
+            WhenFull::Wait => self
+                .room
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| SendError::Shutdown)?,
             WhenFull::Fail => self.room.clone().try_acquire_owned().map_err(|e| match e {
                 tokio::sync::TryAcquireError::NoPermits => SendError::Full,
                 tokio::sync::TryAcquireError::Closed => SendError::Shutdown,
             })?,
         };
         let (tx, rx) = oneshot::channel();
-        let entry = Entry { seq: 0, mid: String::new(), msg, deadline: None, done: Some(tx), permit: Some(permit) };
-        self.api.send(Request::Telemetry(entry)).map_err(|_| SendError::Shutdown)?;
+        let entry = Entry {
+            seq: 0,
+            mid: String::new(),
+            msg,
+            deadline: None,
+            done: Some(tx),
+            permit: Some(permit),
+        };
+        self.api
+            .send(Request::Telemetry(entry))
+            .map_err(|_| SendError::Shutdown)?;
         Ok(Delivery { rx })
     }
 
     /// Sends a telemetry message; resolves with its `$.mid` once the hub has acknowledged it
     /// (at least once, across reconnects and hub switches) or with the reason it failed.
-    pub async fn send_telemetry(&self, msg: Telemetry, when_full: WhenFull) -> Result<String, SendError> {
+    pub async fn send_telemetry(
+        &self,
+        msg: Telemetry,
+        when_full: WhenFull,
+    ) -> Result<String, SendError> {
         self.queue_telemetry(msg, when_full).await?.acked().await
     }
 
     /// Sends a reported-properties patch; resolves with the new reported `$version`.
-    pub async fn report_properties(&self, patch: serde_json::Value) -> Result<Option<u64>, ClientError> {
+    pub async fn report_properties(
+        &self,
+        patch: serde_json::Value,
+    ) -> Result<Option<u64>, ClientError> {
         if !patch.is_object() {
-            return Err(ClientError::Invalid("a reported patch must be a JSON object".into()));
+            return Err(ClientError::Invalid(
+                "a reported patch must be a JSON object".into(),
+            ));
         }
         let (done, rx) = oneshot::channel();
-        self.api.send(Request::Report { patch, done }).map_err(|_| ClientError::Shutdown)?;
+        self.api
+            .send(Request::Report { patch, done })
+            .map_err(|_| ClientError::Shutdown)?;
         rx.await.unwrap_or(Err(ClientError::Shutdown))
     }
 
@@ -88,7 +132,8 @@ impl DeviceClient {
         component: Option<&str>,
         properties: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Option<u64>, ClientError> {
-        self.report_properties(component_patch(component, properties)).await
+        self.report_properties(component_patch(component, properties))
+            .await
     }
 
     /// Acknowledges a writable property the IoT Central way: `{"name":{"value":..,"ac":..,
@@ -103,14 +148,19 @@ impl DeviceClient {
         ad: &str,
     ) -> Result<Option<u64>, ClientError> {
         let mut props = serde_json::Map::new();
-        props.insert(name.to_owned(), serde_json::json!({ "value": value, "ac": ac, "av": av, "ad": ad }));
+        props.insert(
+            name.to_owned(),
+            serde_json::json!({ "value": value, "ac": ac, "av": av, "ad": ad }),
+        );
         self.report_component(component, props).await
     }
 
     /// Fetches the twin (waits until the client is connected).
     pub async fn get_twin(&self) -> Result<Twin, ClientError> {
         let (done, rx) = oneshot::channel();
-        self.api.send(Request::GetTwin { done }).map_err(|_| ClientError::Shutdown)?;
+        self.api
+            .send(Request::GetTwin { done })
+            .map_err(|_| ClientError::Shutdown)?;
         rx.await.unwrap_or(Err(ClientError::Shutdown))
     }
 
@@ -151,7 +201,9 @@ pub fn component_patch(
 
 impl DeviceClientBuilder {
     /// Shorthand for [`DeviceClient::start`].
-    pub fn build(self) -> Result<(DeviceClient, mpsc::UnboundedReceiver<DeviceEvent>), ConfigError> {
+    pub fn build(
+        self,
+    ) -> Result<(DeviceClient, mpsc::UnboundedReceiver<DeviceEvent>), ConfigError> {
         DeviceClient::start(self)
     }
 }
@@ -164,13 +216,20 @@ mod tests {
     fn component_patches_carry_the_marker() {
         let mut m = serde_json::Map::new();
         m.insert("t".into(), 1.into());
-        assert_eq!(component_patch(Some("th1"), m.clone()), serde_json::json!({"th1": {"__t": "c", "t": 1}}));
+        assert_eq!(
+            component_patch(Some("th1"), m.clone()),
+            serde_json::json!({"th1": {"__t": "c", "t": 1}})
+        );
         assert_eq!(component_patch(None, m), serde_json::json!({"t": 1}));
     }
 
     #[test]
     fn building_outside_a_runtime_is_a_typed_error() {
-        let b = DeviceClient::builder().id_scope("s").registration_id("d").device_key("AAAA").memory_store();
+        let b = DeviceClient::builder()
+            .id_scope("s")
+            .registration_id("d")
+            .device_key("AAAA")
+            .memory_store();
         assert!(matches!(b.build(), Err(ConfigError::NoRuntime)));
     }
 }

@@ -16,7 +16,9 @@ pub enum ConfigError {
     #[error("the registration id is required")]
     MissingRegistrationId,
     /// The registration id breaks the DPS rules (protocol.md §1.4).
-    #[error("invalid registration id {0:?}: up to 128 of a-z A-Z 0-9 - . _ :, ending alphanumeric or -")]
+    #[error(
+        "invalid registration id {0:?}: up to 128 of a-z A-Z 0-9 - . _ :, ending alphanumeric or -"
+    )]
     InvalidRegistrationId(String),
     /// No group key, device key or certificate was given.
     #[error("a group key, a device key or a certificate is required")]

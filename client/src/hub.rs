@@ -11,8 +11,8 @@
 
 use hubswap_spec::ConnectFailure;
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish,
-    StateError, SubscribeReasonCode,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
+    Packet, Publish, StateError, SubscribeReasonCode,
 };
 use tokio::sync::mpsc;
 
@@ -66,7 +66,11 @@ pub(crate) struct HubLink {
 impl HubLink {
     /// Spawns the task. `options` only seeds the event loop; nothing connects until
     /// [`HubLink::connect`].
-    pub(crate) fn spawn(options: MqttOptions, cap: usize, connect_timeout_s: u64) -> (Self, mpsc::UnboundedReceiver<HubEvent>) {
+    pub(crate) fn spawn(
+        options: MqttOptions,
+        cap: usize,
+        connect_timeout_s: u64,
+    ) -> (Self, mpsc::UnboundedReceiver<HubEvent>) {
         let (client, mut el) = AsyncClient::new(options, cap);
         let mut net = el.network_options();
         net.set_connection_timeout(connect_timeout_s.max(1));
@@ -74,13 +78,23 @@ impl HubLink {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         tokio::spawn(run(el, cmd_rx, ev_tx));
-        (Self { client, cmd: cmd_tx, generation: 0 }, ev_rx)
+        (
+            Self {
+                client,
+                cmd: cmd_tx,
+                generation: 0,
+            },
+            ev_rx,
+        )
     }
 
     /// Starts a new connection; returns its generation.
     pub(crate) fn connect(&mut self, options: MqttOptions) -> u64 {
         self.generation += 1;
-        let _ = self.cmd.send(HubCmd::Connect { generation: self.generation, options: Box::new(options) });
+        let _ = self.cmd.send(HubCmd::Connect {
+            generation: self.generation,
+            options: Box::new(options),
+        });
         self.generation
     }
 
@@ -101,7 +115,11 @@ fn reset(el: &mut EventLoop) {
     el.pending.clear();
 }
 
-async fn run(mut el: EventLoop, mut cmds: mpsc::UnboundedReceiver<HubCmd>, events: mpsc::UnboundedSender<HubEvent>) {
+async fn run(
+    mut el: EventLoop,
+    mut cmds: mpsc::UnboundedReceiver<HubCmd>,
+    events: mpsc::UnboundedSender<HubEvent>,
+) {
     // The generation being polled, and whether it got CONNACK 0.
     let mut current: Option<(u64, bool)> = None;
     loop {
@@ -146,7 +164,10 @@ async fn run(mut el: EventLoop, mut cmds: mpsc::UnboundedReceiver<HubCmd>, event
 fn apply(el: &mut EventLoop, cmd: HubCmd) -> Option<(u64, bool)> {
     reset(el);
     match cmd {
-        HubCmd::Connect { generation, options } => {
+        HubCmd::Connect {
+            generation,
+            options,
+        } => {
             el.mqtt_options = *options;
             Some((generation, false))
         }
@@ -174,7 +195,9 @@ pub(crate) fn connect_failure(e: &ConnectionError) -> ConnectFailure {
             _ if io.to_string().contains("lookup") => ConnectFailure::Dns,
             _ => ConnectFailure::Reset,
         },
-        ConnectionError::MqttState(StateError::Io(io)) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+        ConnectionError::MqttState(StateError::Io(io))
+            if io.kind() == std::io::ErrorKind::ConnectionRefused =>
+        {
             ConnectFailure::Refused
         }
         _ => ConnectFailure::Reset,
@@ -199,14 +222,20 @@ mod tests {
 
     #[test]
     fn connect_errors_map_to_the_spec_vocabulary() {
-        let refused = ConnectionError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert!(matches!(classify_connect_error(&refused), HubEventKind::Failed(ConnectFailure::Refused)));
+        let refused =
+            ConnectionError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(
+            classify_connect_error(&refused),
+            HubEventKind::Failed(ConnectFailure::Refused)
+        ));
         assert!(matches!(
             classify_connect_error(&ConnectionError::NetworkTimeout),
             HubEventKind::Failed(ConnectFailure::Timeout)
         ));
         assert!(matches!(
-            classify_connect_error(&ConnectionError::ConnectionRefused(ConnectReturnCode::ServiceUnavailable)),
+            classify_connect_error(&ConnectionError::ConnectionRefused(
+                ConnectReturnCode::ServiceUnavailable
+            )),
             HubEventKind::ConnAck(3)
         ));
         assert!(matches!(

@@ -3,8 +3,8 @@
 //!
 //! rumqttc forgets unacknowledged QoS 1 publishes when a CONNACK says `session_present = 0`
 //! (always on a new hub), so the client never relies on it: a message stays in the outbox from
-//! [`Outbox::push`] until the hub's PUBACK ([`Outbox::acked`]) or until its time-to-live runs
-//! out while it waits ([`Outbox::expire`]). [`Outbox::suspend`] (on every connection loss) puts
+//! `Outbox::push` until the hub's PUBACK (`Outbox::acked`) or until its time-to-live runs
+//! out while it waits (`Outbox::expire`). `Outbox::suspend` (on every connection loss) puts
 //! every unacknowledged message back at the front of the queue. Capacity is enforced by the
 //! caller with a semaphore whose permits travel with the entries.
 //!
@@ -44,12 +44,17 @@ pub struct Telemetry {
 impl Telemetry {
     /// A message with a raw body.
     pub fn new(payload: impl Into<Vec<u8>>) -> Self {
-        Self { payload: payload.into(), ..Self::default() }
+        Self {
+            payload: payload.into(),
+            ..Self::default()
+        }
     }
 
     /// A JSON message (`$.ct=application/json`, `$.ce=utf-8`).
     pub fn json(value: &serde_json::Value) -> Self {
-        Self::new(value.to_string()).content_type("application/json").content_encoding("utf-8")
+        Self::new(value.to_string())
+            .content_type("application/json")
+            .content_encoding("utf-8")
     }
 
     /// Sets `$.ct`.
@@ -149,7 +154,14 @@ pub(crate) struct Outbox {
 impl Outbox {
     /// An empty outbox publishing at most `window` unacknowledged messages at a time.
     pub(crate) fn new(window: usize) -> Self {
-        Self { queue: VecDeque::new(), inflight: VecDeque::new(), window: window.max(1), open: false, next_seq: 1, journal: None }
+        Self {
+            queue: VecDeque::new(),
+            inflight: VecDeque::new(),
+            window: window.max(1),
+            open: false,
+            next_seq: 1,
+            journal: None,
+        }
     }
 
     /// An outbox journaled in `dir`; messages a previous run left there are queued first.
@@ -164,8 +176,12 @@ impl Outbox {
             }
             match std::fs::read(&path).map(|b| serde_json::from_slice::<Stored>(&b)) {
                 Ok(Ok(s)) => restored.push(s),
-                Ok(Err(e)) => tracing::warn!(file = %path.display(), error = %e, "dropping a corrupt outbox file"),
-                Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot read an outbox file"),
+                Ok(Err(e)) => {
+                    tracing::warn!(file = %path.display(), error = %e, "dropping a corrupt outbox file");
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot read an outbox file");
+                }
             }
         }
         restored.sort_by_key(|s| s.seq);
@@ -174,13 +190,22 @@ impl Outbox {
         ob.next_seq = restored.last().map_or(1, |s| s.seq + 1);
         ob.queue = restored
             .into_iter()
-            .map(|s| Entry { seq: s.seq, mid: s.mid, msg: s.msg, deadline: None, done: None, permit: None })
+            .map(|s| Entry {
+                seq: s.seq,
+                mid: s.mid,
+                msg: s.msg,
+                deadline: None,
+                done: None,
+                permit: None,
+            })
             .collect();
         Ok(ob)
     }
 
     fn file(&self, seq: u64) -> Option<PathBuf> {
-        self.journal.as_ref().map(|d| d.join(format!("{seq:020}.msg")))
+        self.journal
+            .as_ref()
+            .map(|d| d.join(format!("{seq:020}.msg")))
     }
 
     /// The sequence number the next message gets.
@@ -189,13 +214,17 @@ impl Outbox {
     }
 
     /// Queues a message (journaling it first). Fails only if the journal cannot be written.
-    pub(crate) fn push(&mut self, mut e: Entry) -> Result<(), (Entry, SendError)> {
+    pub(crate) fn push(&mut self, mut e: Entry) -> Result<(), Box<(Entry, SendError)>> {
         e.seq = self.next_seq;
         if let Some(path) = self.file(e.seq) {
-            let stored = Stored { seq: e.seq, mid: e.mid.clone(), msg: e.msg.clone() };
+            let stored = Stored {
+                seq: e.seq,
+                mid: e.mid.clone(),
+                msg: e.msg.clone(),
+            };
             let bytes = serde_json::to_vec(&stored).unwrap_or_default();
             if let Err(err) = crate::store::write_atomic(&path, &bytes) {
-                return Err((e, SendError::Journal(err.to_string())));
+                return Err(Box::new((e, SendError::Journal(err.to_string()))));
             }
         }
         self.next_seq += 1;

@@ -61,10 +61,10 @@ impl Reason {
         match input {
             Input::Command(spec::Command::Stop) => Some(Self::Shutdown),
             Input::Command(spec::Command::ReprovisionNow) => Some(Self::ReprovisionRequested),
-            Input::Command(spec::Command::Start) => None,
             Input::TimerFired(Timer::AttemptTimeout) => Some(Self::AttemptTimeout),
             Input::TimerFired(Timer::Renew) => Some(Self::TokenRenewal),
-            Input::TimerFired(Timer::Wake | Timer::Stable) => None,
+            Input::Command(spec::Command::Start)
+            | Input::TimerFired(Timer::Wake | Timer::Stable) => None,
             Input::Signal(sig) => Self::of_signal(sig),
         }
     }
@@ -72,7 +72,9 @@ impl Reason {
     fn of_signal(sig: &WireSignal) -> Option<Self> {
         match (spec::classify(sig), sig) {
             (Class::Unreachable, WireSignal::ConnectFailed(f)) => Some(Self::HubUnreachable(*f)),
-            (Class::AuthRefused | Class::Unavailable, WireSignal::ConnAck(code)) => Some(Self::Refused(*code)),
+            (Class::AuthRefused | Class::Unavailable, WireSignal::ConnAck(code)) => {
+                Some(Self::Refused(*code))
+            }
             (Class::Dropped, _) => Some(Self::ConnectionLost),
             (Class::RenewToken, _) => Some(Self::TokenRenewal),
             (Class::Blocked, _) => Some(Self::DpsBlocked),

@@ -62,7 +62,10 @@ impl FileStore {
     }
 
     fn io(&self, source: std::io::Error) -> StoreError {
-        StoreError::Io { path: self.path.clone(), source }
+        StoreError::Io {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 
@@ -90,7 +93,10 @@ impl Store for FileStore {
             Err(e) => return Err(self.io(e)),
         };
         match serde_json::from_slice::<Entry>(&bytes) {
-            Ok(e) if e.identity == identity => Ok(Some(Assignment { hub: e.hub, device_id: e.device_id })),
+            Ok(e) if e.identity == identity => Ok(Some(Assignment {
+                hub: e.hub,
+                device_id: e.device_id,
+            })),
             Ok(_) => Ok(None),
             Err(e) => {
                 tracing::warn!(path = %self.path.display(), error = %e, "ignoring a corrupt assignment cache");
@@ -100,7 +106,11 @@ impl Store for FileStore {
     }
 
     fn save(&self, identity: &str, a: &Assignment) -> Result<(), StoreError> {
-        let entry = Entry { identity: identity.to_owned(), hub: a.hub.clone(), device_id: a.device_id.clone() };
+        let entry = Entry {
+            identity: identity.to_owned(),
+            hub: a.hub.clone(),
+            device_id: a.device_id.clone(),
+        };
         let bytes = serde_json::to_vec_pretty(&entry).map_err(|e| self.io(e.into()))?;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
@@ -131,17 +141,25 @@ impl MemoryStore {
 
     /// A store that already holds `assignment` for `identity`.
     pub fn with(identity: &str, assignment: Assignment) -> Self {
-        Self { entry: Mutex::new(Some((identity.to_owned(), assignment))) }
+        Self {
+            entry: Mutex::new(Some((identity.to_owned(), assignment))),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(String, Assignment)>> {
-        self.entry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.entry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl Store for MemoryStore {
     fn load(&self, identity: &str) -> Result<Option<Assignment>, StoreError> {
-        Ok(self.lock().as_ref().filter(|(id, _)| id == identity).map(|(_, a)| a.clone()))
+        Ok(self
+            .lock()
+            .as_ref()
+            .filter(|(id, _)| id == identity)
+            .map(|(_, a)| a.clone()))
     }
 
     fn save(&self, identity: &str, a: &Assignment) -> Result<(), StoreError> {
@@ -160,7 +178,10 @@ mod tests {
     use super::*;
 
     fn a() -> Assignment {
-        Assignment { hub: "hub-a.example".into(), device_id: "dev1".into() }
+        Assignment {
+            hub: "hub-a.example".into(),
+            device_id: "dev1".into(),
+        }
     }
 
     #[test]
@@ -174,7 +195,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(store.path()).unwrap().permissions().mode();
+            let mode = std::fs::metadata(store.path())
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(!dir.path().join("sub/assignment.json.tmp").exists());

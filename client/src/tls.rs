@@ -18,7 +18,9 @@ pub struct Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity").field("certs", &self.certs.len()).finish_non_exhaustive()
+        f.debug_struct("Identity")
+            .field("certs", &self.certs.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -27,13 +29,24 @@ impl Identity {
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, ConfigError> {
         let certs = CertificateDer::pem_slice_iter(cert_pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ConfigError::InvalidPem { what: "certificate", detail: e.to_string() })?;
+            .map_err(|e| ConfigError::InvalidPem {
+                what: "certificate",
+                detail: e.to_string(),
+            })?;
         if certs.is_empty() {
-            return Err(ConfigError::InvalidPem { what: "certificate", detail: "no certificate found".into() });
+            return Err(ConfigError::InvalidPem {
+                what: "certificate",
+                detail: "no certificate found".into(),
+            });
         }
-        let key = PrivateKeyDer::from_pem_slice(key_pem)
-            .map_err(|e| ConfigError::InvalidPem { what: "private key", detail: e.to_string() })?;
-        Ok(Self { certs, key: Arc::new(key) })
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| ConfigError::InvalidPem {
+            what: "private key",
+            detail: e.to_string(),
+        })?;
+        Ok(Self {
+            certs,
+            key: Arc::new(key),
+        })
     }
 
     /// The subject common name of the leaf: the registration id of an X.509 device.
@@ -52,7 +65,9 @@ fn leaf_common_name(der: &[u8]) -> Option<String> {
     if !matches!(tag, 0x0c | 0x13 | 0x16) || len >= 0x80 {
         return None;
     }
-    std::str::from_utf8(rest.get(2..2 + len)?).ok().map(str::to_owned)
+    std::str::from_utf8(rest.get(2..2 + len)?)
+        .ok()
+        .map(str::to_owned)
 }
 
 /// The trust roots: the given CA PEM, or the Mozilla roots when none is given.
@@ -61,11 +76,20 @@ pub fn roots(ca_pem: Option<&[u8]>) -> Result<RootCertStore, ConfigError> {
     match ca_pem {
         Some(pem) => {
             for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| ConfigError::InvalidPem { what: "CA file", detail: e.to_string() })?;
-                store.add(cert).map_err(|e| ConfigError::InvalidPem { what: "CA file", detail: e.to_string() })?;
+                let cert = cert.map_err(|e| ConfigError::InvalidPem {
+                    what: "CA file",
+                    detail: e.to_string(),
+                })?;
+                store.add(cert).map_err(|e| ConfigError::InvalidPem {
+                    what: "CA file",
+                    detail: e.to_string(),
+                })?;
             }
             if store.is_empty() {
-                return Err(ConfigError::InvalidPem { what: "CA file", detail: "no certificate found".into() });
+                return Err(ConfigError::InvalidPem {
+                    what: "CA file",
+                    detail: "no certificate found".into(),
+                });
             }
         }
         None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -74,7 +98,10 @@ pub fn roots(ca_pem: Option<&[u8]>) -> Result<RootCertStore, ConfigError> {
 }
 
 /// A client config with the ring provider, TLS 1.2 and 1.3, and the identity if any.
-pub fn client_config(roots: RootCertStore, identity: Option<&Identity>) -> Result<Arc<ClientConfig>, ConfigError> {
+pub fn client_config(
+    roots: RootCertStore,
+    identity: Option<&Identity>,
+) -> Result<Arc<ClientConfig>, ConfigError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -97,7 +124,9 @@ mod tests {
     fn reads_a_generated_identity_and_its_common_name() {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(vec!["dev-x509".into()]).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "dev-x509");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "dev-x509");
         let cert = params.self_signed(&key).unwrap();
         let id = Identity::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
         assert_eq!(id.common_name().as_deref(), Some("dev-x509"));

@@ -1,11 +1,15 @@
 //! Token renewal, the assignment cache and a hub switch, each without losing telemetry.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{LONG, builder, cloud, fast_timing, init_tracing, telemetry_mids, wait_log, wait_status};
+use common::{
+    LONG, builder, cloud, fast_timing, init_tracing, telemetry_mids, wait_log, wait_status,
+};
 use hubswap_client::{DpsTransport, FileStore, Reason, StatusKind, Telemetry, WhenFull};
 use hubswap_mock_cloud::log::Endpoint;
 use hubswap_mock_cloud::{Event, MockCloud};
@@ -31,7 +35,10 @@ async fn token_renewal_by_planned_reconnect_loses_nothing() {
     let mut timing = fast_timing();
     timing.token_ttl = Duration::from_secs(3);
     timing.renew_at_percent = 50;
-    let (client, _events) = builder(&cloud, "renew-1", DpsTransport::Mqtt).timing(timing).build().unwrap();
+    let (client, _events) = builder(&cloud, "renew-1", DpsTransport::Mqtt)
+        .timing(timing)
+        .build()
+        .unwrap();
     let mut status = client.status();
     wait_status(&mut status, StatusKind::Connected).await;
 
@@ -41,7 +48,10 @@ async fn token_renewal_by_planned_reconnect_loses_nothing() {
     let started = tokio::time::Instant::now();
     while connacks(&cloud, "renew-1", 0) < 3 {
         assert!(started.elapsed() < LONG, "no renewal within {LONG:?}");
-        let d = client.queue_telemetry(Telemetry::new(format!("n{}", mids.len())), WhenFull::Wait).await.unwrap();
+        let d = client
+            .queue_telemetry(Telemetry::new(format!("n{}", mids.len())), WhenFull::Wait)
+            .await
+            .unwrap();
         mids.push(d.acked().await.unwrap());
         saw_renewal_reason |= status.borrow().reason == Some(Reason::TokenRenewal);
     }
@@ -50,7 +60,10 @@ async fn token_renewal_by_planned_reconnect_loses_nothing() {
     assert!(elapsed >= Duration::from_millis(2500), "{elapsed:?}");
     assert!(saw_renewal_reason || status.borrow().reason == Some(Reason::TokenRenewal));
     let seen: BTreeSet<String> = telemetry_mids(&cloud).into_iter().map(|(m, _)| m).collect();
-    assert!(mids.iter().all(|m| seen.contains(m)), "a message was lost across renewals");
+    assert!(
+        mids.iter().all(|m| seen.contains(m)),
+        "a message was lost across renewals"
+    );
     // Never refused: the token was renewed before the hub would reject it.
     assert_eq!(connacks(&cloud, "renew-1", 5), 0);
     client.shutdown().await;
@@ -63,18 +76,31 @@ async fn a_cached_assignment_connects_without_dps() {
     let cloud = cloud(2).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("assignment.json");
-    let (first, _e) = builder(&cloud, "cached-1", DpsTransport::Mqtt).store(FileStore::new(&path)).build().unwrap();
+    let (first, _e) = builder(&cloud, "cached-1", DpsTransport::Mqtt)
+        .store(FileStore::new(&path))
+        .build()
+        .unwrap();
     wait_status(&mut first.status(), StatusKind::Connected).await;
     first.shutdown().await;
     let registrations = dps_requests(&cloud, "cached-1");
     assert!(registrations >= 1);
     assert!(path.exists());
 
-    let (second, _e) = builder(&cloud, "cached-1", DpsTransport::Mqtt).store(FileStore::new(&path)).build().unwrap();
+    let (second, _e) = builder(&cloud, "cached-1", DpsTransport::Mqtt)
+        .store(FileStore::new(&path))
+        .build()
+        .unwrap();
     wait_status(&mut second.status(), StatusKind::Connected).await;
-    assert_eq!(dps_requests(&cloud, "cached-1"), registrations, "the cache was not used");
+    assert_eq!(
+        dps_requests(&cloud, "cached-1"),
+        registrations,
+        "the cache was not used"
+    );
     assert_eq!(connacks(&cloud, "cached-1", 0), 2);
-    second.send_telemetry(Telemetry::new("from cache"), WhenFull::Fail).await.unwrap();
+    second
+        .send_telemetry(Telemetry::new("from cache"), WhenFull::Fail)
+        .await
+        .unwrap();
     second.shutdown().await;
     cloud.shutdown().await;
 }
@@ -94,26 +120,51 @@ async fn a_hub_switch_loses_no_message() {
     // mock's API and drop its connection), then queue a second batch while it moves.
     let mut deliveries = Vec::new();
     for i in 0..20 {
-        deliveries.push(client.queue_telemetry(Telemetry::new(format!("a{i}")), WhenFull::Wait).await.unwrap());
+        deliveries.push(
+            client
+                .queue_telemetry(Telemetry::new(format!("a{i}")), WhenFull::Wait)
+                .await
+                .unwrap(),
+        );
     }
     let key = cloud.device_key("default", id).unwrap();
     cloud.create_device(id, &to, Some(&key)).unwrap();
     assert!(cloud.kick(id));
     for i in 0..20 {
-        deliveries.push(client.queue_telemetry(Telemetry::new(format!("b{i}")), WhenFull::Wait).await.unwrap());
+        deliveries.push(
+            client
+                .queue_telemetry(Telemetry::new(format!("b{i}")), WhenFull::Wait)
+                .await
+                .unwrap(),
+        );
     }
     let mut mids = Vec::new();
     for d in deliveries {
-        mids.push(tokio::time::timeout(LONG, d.acked()).await.expect("acked within the bound").unwrap());
+        mids.push(
+            tokio::time::timeout(LONG, d.acked())
+                .await
+                .expect("acked within the bound")
+                .unwrap(),
+        );
     }
     let info = cloud.device(id).unwrap();
     assert_eq!(info.connected_to.as_deref(), Some(to.as_str()));
     let seen = telemetry_mids(&cloud);
     for m in &mids {
-        assert!(seen.iter().any(|(s, _)| s == m), "message {m} lost in the switch");
+        assert!(
+            seen.iter().any(|(s, _)| s == m),
+            "message {m} lost in the switch"
+        );
     }
-    assert!(seen.iter().any(|(_, hub)| *hub == to), "nothing arrived on the new hub");
-    wait_log(&cloud, |r| matches!(&r.event, Event::DpsRequest { registration_id, .. } if registration_id == id)).await;
+    assert!(
+        seen.iter().any(|(_, hub)| *hub == to),
+        "nothing arrived on the new hub"
+    );
+    wait_log(
+        &cloud,
+        |r| matches!(&r.event, Event::DpsRequest { registration_id, .. } if registration_id == id),
+    )
+    .await;
     client.shutdown().await;
     cloud.shutdown().await;
 }

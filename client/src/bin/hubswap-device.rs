@@ -15,7 +15,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use hubswap_client::{DeviceClient, DeviceEvent, DpsTransport, FileStore, Telemetry, WhenFull};
+use hubswap_client::{
+    DeviceClient, DeviceClientBuilder, DeviceEvent, DpsTransport, FileStore, Telemetry, WhenFull,
+};
 use serde_json::json;
 
 const MODEL: &str = "dtmi:com:example:Thermostat;1";
@@ -84,18 +86,21 @@ impl Thermostat {
 fn parse_hub_addresses(list: &[String]) -> Result<HashMap<String, (String, u16)>, String> {
     let mut map = HashMap::new();
     for item in list {
-        let (host, addr) = item.split_once('=').ok_or_else(|| format!("--hub-address {item}: expected HOST=IP:PORT"))?;
-        let (ip, port) = addr.rsplit_once(':').ok_or_else(|| format!("--hub-address {item}: missing port"))?;
-        let port = port.parse().map_err(|_| format!("--hub-address {item}: bad port"))?;
+        let (host, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("--hub-address {item}: expected HOST=IP:PORT"))?;
+        let (ip, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| format!("--hub-address {item}: missing port"))?;
+        let port = port
+            .parse()
+            .map_err(|_| format!("--hub-address {item}: bad port"))?;
         map.insert(host.to_owned(), (ip.to_owned(), port));
     }
     Ok(map)
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
-    let args = Args::parse();
+fn configure(args: &Args) -> Result<DeviceClientBuilder, Box<dyn std::error::Error>> {
     let transport = match args.dps_transport.as_str() {
         "mqtt" => DpsTransport::Mqtt,
         "https" => DpsTransport::Https,
@@ -108,7 +113,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .model_id(MODEL)
         .dps_transport(transport)
         .store(FileStore::new(&args.store))
-        .hub_resolver(move |host| hubs.get(host).cloned().unwrap_or_else(|| (host.to_owned(), 8883)));
+        .hub_resolver(move |host| {
+            hubs.get(host)
+                .cloned()
+                .unwrap_or_else(|| (host.to_owned(), 8883))
+        });
     b = match (&args.group_key, &args.device_key) {
         (Some(k), None) => b.group_key(k),
         (None, Some(k)) => b.device_key(k),
@@ -118,9 +127,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         b = b.trust_ca_pem(std::fs::read(ca)?);
     }
     if args.dps_host.is_some() || args.dps_port.is_some() {
-        let host = args.dps_host.clone().unwrap_or_else(|| hubswap_client::GLOBAL_DPS_HOST.to_owned());
-        b = b.dps_endpoint(host, args.dps_port.unwrap_or_else(|| transport.default_port()));
+        let host = args
+            .dps_host
+            .clone()
+            .unwrap_or_else(|| hubswap_client::GLOBAL_DPS_HOST.to_owned());
+        b = b.dps_endpoint(
+            host,
+            args.dps_port.unwrap_or_else(|| transport.default_port()),
+        );
     }
+    Ok(b)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let args = Args::parse();
+    let b = configure(&args)?;
     let (client, mut events) = b.build()?;
 
     let mut status = client.status();
@@ -133,7 +158,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    let mut t = Thermostat { temperature: 20.0, target: 21.0, max: 20.0, min: 20.0, sum: 0.0, samples: 0 };
+    let mut t = Thermostat {
+        temperature: 20.0,
+        target: 21.0,
+        max: 20.0,
+        min: 20.0,
+        sum: 0.0,
+        samples: 0,
+    };
     let mut ticker = tokio::time::interval(Duration::from_secs(args.interval.max(1)));
     loop {
         tokio::select! {

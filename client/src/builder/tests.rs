@@ -4,7 +4,11 @@ use crate::auth::SecretKey;
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 fn ok() -> DeviceClientBuilder {
-    DeviceClientBuilder::default().id_scope("0ne00000A0A").registration_id("dev-1").group_key(KEY).memory_store()
+    DeviceClientBuilder::default()
+        .id_scope("0ne00000A0A")
+        .registration_id("dev-1")
+        .group_key(KEY)
+        .memory_store()
 }
 
 fn err(b: DeviceClientBuilder) -> ConfigError {
@@ -18,7 +22,10 @@ fn err(b: DeviceClientBuilder) -> ConfigError {
 fn a_minimal_config_validates_and_derives_the_device_key() {
     let s = ok().validate().unwrap();
     assert_eq!(s.identity, "0ne00000A0A/dev-1");
-    let expect = SecretKey::new(KEY).unwrap().derive_device_key("dev-1").unwrap();
+    let expect = SecretKey::new(KEY)
+        .unwrap()
+        .derive_device_key("dev-1")
+        .unwrap();
     assert_eq!(s.hub_key, Some(expect));
     assert_eq!(s.dps.port, 8883);
     assert_eq!((s.resolver)("h.example"), ("h.example".to_owned(), 8883));
@@ -26,30 +33,68 @@ fn a_minimal_config_validates_and_derives_the_device_key() {
 
 #[test]
 fn every_rule_has_its_error() {
-    assert!(matches!(err(DeviceClientBuilder::default()), ConfigError::MissingIdScope));
-    assert!(matches!(err(ok().id_scope("bad scope")), ConfigError::InvalidIdScope(_)));
+    assert!(matches!(
+        err(DeviceClientBuilder::default()),
+        ConfigError::MissingIdScope
+    ));
+    assert!(matches!(
+        err(ok().id_scope("bad scope")),
+        ConfigError::InvalidIdScope(_)
+    ));
     assert!(matches!(
         err(DeviceClientBuilder::default().id_scope("s").group_key(KEY)),
         ConfigError::MissingRegistrationId
     ));
-    assert!(matches!(err(ok().registration_id("bad/id")), ConfigError::InvalidRegistrationId(_)));
-    assert!(matches!(err(ok().registration_id("ends.")), ConfigError::InvalidRegistrationId(_)));
-    assert!(matches!(err(ok().device_key(KEY)), ConfigError::ConflictingCredentials));
     assert!(matches!(
-        err(DeviceClientBuilder::default().id_scope("s").registration_id("d")),
+        err(ok().registration_id("bad/id")),
+        ConfigError::InvalidRegistrationId(_)
+    ));
+    assert!(matches!(
+        err(ok().registration_id("ends.")),
+        ConfigError::InvalidRegistrationId(_)
+    ));
+    assert!(matches!(
+        err(ok().device_key(KEY)),
+        ConfigError::ConflictingCredentials
+    ));
+    assert!(matches!(
+        err(DeviceClientBuilder::default()
+            .id_scope("s")
+            .registration_id("d")),
         ConfigError::MissingCredential
     ));
     assert!(matches!(
-        err(DeviceClientBuilder::default().id_scope("s").registration_id("d").device_key("**")),
+        err(DeviceClientBuilder::default()
+            .id_scope("s")
+            .registration_id("d")
+            .device_key("**")),
         ConfigError::InvalidKey(_)
     ));
-    assert!(matches!(err(ok().model_id("thermostat")), ConfigError::InvalidModelId(_)));
-    assert!(matches!(err(ok().outbox_capacity(0)), ConfigError::ZeroOutboxCapacity));
-    let bad_timing = spec::Config { unreachable_threshold: 0, ..spec::Config::default() };
+    assert!(matches!(
+        err(ok().model_id("thermostat")),
+        ConfigError::InvalidModelId(_)
+    ));
+    assert!(matches!(
+        err(ok().outbox_capacity(0)),
+        ConfigError::ZeroOutboxCapacity
+    ));
+    let bad_timing = spec::Config {
+        unreachable_threshold: 0,
+        ..spec::Config::default()
+    };
     assert!(matches!(err(ok().timing(bad_timing)), ConfigError::Spec(_)));
-    assert!(matches!(err(ok().keep_alive(Duration::from_millis(10))), ConfigError::KeepAlive));
-    assert!(matches!(err(ok().dps_endpoint("", 1)), ConfigError::InvalidEndpoint(_)));
-    assert!(matches!(err(ok().trust_ca_pem("garbage")), ConfigError::InvalidPem { .. }));
+    assert!(matches!(
+        err(ok().keep_alive(Duration::from_millis(10))),
+        ConfigError::KeepAlive
+    ));
+    assert!(matches!(
+        err(ok().dps_endpoint("", 1)),
+        ConfigError::InvalidEndpoint(_)
+    ));
+    assert!(matches!(
+        err(ok().trust_ca_pem("garbage")),
+        ConfigError::InvalidPem { .. }
+    ));
     assert!(matches!(
         err(DeviceClientBuilder::default().id_scope("s").x509("x", "y")),
         ConfigError::InvalidPem { .. }
@@ -60,7 +105,9 @@ fn every_rule_has_its_error() {
 fn x509_takes_the_registration_id_from_the_certificate() {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, "cert-dev");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "cert-dev");
     let cert = params.self_signed(&key).unwrap();
     let s = DeviceClientBuilder::default()
         .id_scope("s")

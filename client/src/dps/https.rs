@@ -26,10 +26,12 @@ pub(super) async fn request(s: &DpsSettings, req: &DpsRequest) -> Result<RawAnsw
     let tcp = tokio::time::timeout(s.timeout, TcpStream::connect((s.host.as_str(), s.port)))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    let name = ServerName::try_from(s.host.clone()).map_err(|e| DpsError::ServerName(e.to_string()))?;
+    let name =
+        ServerName::try_from(s.host.clone()).map_err(|e| DpsError::ServerName(e.to_string()))?;
     let tls = TlsConnector::from(s.tls.clone()).connect(name, tcp).await?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| DpsError::Http(e.to_string()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| DpsError::Http(e.to_string()))?;
     let _conn = AbortOnDrop(tokio::spawn(async move {
         let _ = conn.await;
     }));
@@ -44,7 +46,10 @@ pub(super) async fn request(s: &DpsSettings, req: &DpsRequest) -> Result<RawAnsw
         ),
         Some(op) => (
             "GET",
-            format!("/{scope}/registrations/{reg}/operations/{}?api-version={API_VERSION}", crate::auth::url_encode(op)),
+            format!(
+                "/{scope}/registrations/{reg}/operations/{}?api-version={API_VERSION}",
+                crate::auth::url_encode(op)
+            ),
             Vec::new(),
         ),
     };
@@ -55,20 +60,36 @@ pub(super) async fn request(s: &DpsSettings, req: &DpsRequest) -> Result<RawAnsw
         .header(hyper::header::ACCEPT, "application/json")
         .header(hyper::header::USER_AGENT, "hubswap-client/0.1");
     if !body.is_empty() {
-        builder = builder.header(hyper::header::CONTENT_TYPE, "application/json; charset=utf-8");
+        builder = builder.header(
+            hyper::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        );
     }
     if let Some(token) = s.token(req.token_expiry)? {
         builder = builder.header(hyper::header::AUTHORIZATION, token.expose());
     }
-    let request = builder.body(Full::new(Bytes::from(body))).map_err(|e| DpsError::Http(e.to_string()))?;
-    let resp = sender.send_request(request).await.map_err(|e| DpsError::Http(e.to_string()))?;
+    let request = builder
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| DpsError::Http(e.to_string()))?;
+    let resp = sender
+        .send_request(request)
+        .await
+        .map_err(|e| DpsError::Http(e.to_string()))?;
     let status = resp.status().as_u16();
-    let retry_after = parse_retry_after(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()));
+    let retry_after = parse_retry_after(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+    );
     let body = Limited::new(resp.into_body(), MAX_BODY)
         .collect()
         .await
         .map_err(|e| DpsError::Http(e.to_string()))?
         .to_bytes()
         .to_vec();
-    Ok(RawAnswer { status, retry_after, body })
+    Ok(RawAnswer {
+        status,
+        retry_after,
+        body,
+    })
 }

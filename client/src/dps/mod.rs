@@ -97,7 +97,11 @@ impl DpsSettings {
     }
 
     pub(crate) fn token(&self, expiry: u64) -> Result<Option<SasToken>, DpsError> {
-        self.key.as_ref().map(|k| SasToken::new(k, &self.resource(), expiry, Some("registration"))).transpose().map_err(Into::into)
+        self.key
+            .as_ref()
+            .map(|k| SasToken::new(k, &self.resource(), expiry, Some("registration")))
+            .transpose()
+            .map_err(Into::into)
     }
 }
 
@@ -125,7 +129,10 @@ pub(crate) async fn request(s: Arc<DpsSettings>, req: DpsRequest) -> WireSignal 
         },
         Err(DpsError::Refused(code @ (2 | 4 | 5))) => {
             tracing::warn!(code, "DPS refused the MQTT CONNECT");
-            WireSignal::Dps(DpsReply::Status { status: 401, retry_after: None })
+            WireSignal::Dps(DpsReply::Status {
+                status: 401,
+                retry_after: None,
+            })
         }
         Err(e) => {
             tracing::warn!(error = %e, "DPS unreachable");

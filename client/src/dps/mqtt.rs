@@ -1,9 +1,13 @@
 //! DPS over MQTT (protocol.md §2): one short-lived rumqttc connection per request.
 
-use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
 
 use super::{DpsError, DpsRequest, DpsSettings, RawAnswer};
-use crate::wire::dps::{RESPONSE_FILTER, parse_response_topic, poll_topic, register_body, register_topic};
+use crate::wire::dps::{
+    RESPONSE_FILTER, parse_response_topic, poll_topic, register_body, register_topic,
+};
 
 /// The api-version in the DPS MQTT username.
 const MQTT_API_VERSION: &str = "2019-03-31";
@@ -14,7 +18,10 @@ pub(super) async fn request(s: &DpsSettings, req: &DpsRequest) -> Result<RawAnsw
         "{}/registrations/{}/api-version={MQTT_API_VERSION}&ClientVersion=hubswap-client%2F0.1",
         s.id_scope, s.registration_id
     );
-    let password = s.token(req.token_expiry)?.map(|t| t.expose().to_owned()).unwrap_or_default();
+    let password = s
+        .token(req.token_expiry)?
+        .map(|t| t.expose().to_owned())
+        .unwrap_or_default();
     o.set_credentials(username, password);
     o.set_clean_session(true);
     o.set_keep_alive(std::time::Duration::from_secs(30));
@@ -26,13 +33,18 @@ pub(super) async fn request(s: &DpsSettings, req: &DpsRequest) -> Result<RawAnsw
     el.set_network_options(net);
 
     let (topic, body) = match &req.operation {
-        None => (register_topic(&req.rid), register_body(&s.registration_id, s.model_id.as_deref())),
+        None => (
+            register_topic(&req.rid),
+            register_body(&s.registration_id, s.model_id.as_deref()),
+        ),
         Some(op) => (poll_topic(&req.rid, op), Vec::new()),
     };
     loop {
         match el.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                client.try_subscribe(RESPONSE_FILTER, QoS::AtLeastOnce).map_err(|e| DpsError::Mqtt(e.to_string()))?;
+                client
+                    .try_subscribe(RESPONSE_FILTER, QoS::AtLeastOnce)
+                    .map_err(|e| DpsError::Mqtt(e.to_string()))?;
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 client
@@ -42,7 +54,11 @@ pub(super) async fn request(s: &DpsSettings, req: &DpsRequest) -> Result<RawAnsw
             Ok(Event::Incoming(Packet::Publish(p))) => match parse_response_topic(&p.topic) {
                 Ok(t) if t.rid == req.rid => {
                     let _ = client.try_disconnect();
-                    return Ok(RawAnswer { status: t.status, retry_after: t.retry_after, body: p.payload.to_vec() });
+                    return Ok(RawAnswer {
+                        status: t.status,
+                        retry_after: t.retry_after,
+                        body: p.payload.to_vec(),
+                    });
                 }
                 Ok(t) => tracing::debug!(rid = %t.rid, "ignoring a DPS answer to another request"),
                 Err(e) => tracing::warn!(error = %e, "ignoring an unexpected DPS publish"),

@@ -16,7 +16,10 @@ use crate::wire::hub::{Incoming, parse_incoming, parse_patch, parse_twin};
 impl Driver {
     pub(super) fn hub_event(&mut self, ev: HubEvent) {
         if ev.generation != self.hub.generation() {
-            tracing::trace!(generation = ev.generation, "dropping an event of an abandoned connection");
+            tracing::trace!(
+                generation = ev.generation,
+                "dropping an event of an abandoned connection"
+            );
             return;
         }
         match ev.kind {
@@ -33,7 +36,10 @@ impl Driver {
                 self.feed(&Event::signal(WireSignal::ConnectionLost));
             }
             HubEventKind::SubAck(codes) => {
-                if codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
+                if codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                {
                     tracing::warn!(?codes, "the hub refused a subscription");
                 }
                 self.feed(&Event::Subscribed);
@@ -56,11 +62,17 @@ impl Driver {
 
     fn incoming(&mut self, p: &Publish) {
         if p.payload.len() > MAX_MESSAGE {
-            let e = WireError::Oversized { size: p.payload.len(), limit: MAX_MESSAGE };
+            let e = WireError::Oversized {
+                size: p.payload.len(),
+                limit: MAX_MESSAGE,
+            };
             tracing::warn!(topic = %p.topic, error = %e, "dropping an oversized message");
             return;
         }
-        let device = self.assignment.as_ref().map_or("", |a| a.device_id.as_str());
+        let device = self
+            .assignment
+            .as_ref()
+            .map_or("", |a| a.device_id.as_str());
         let msg = match parse_incoming(&p.topic, device) {
             Ok(m) => m,
             Err(e) => {
@@ -69,7 +81,11 @@ impl Driver {
             }
         };
         match msg {
-            Incoming::TwinResponse { status, rid, version } => {
+            Incoming::TwinResponse {
+                status,
+                rid,
+                version,
+            } => {
                 if self.twin_sync_rid.as_deref() == Some(rid.as_str()) {
                     self.twin_sync_rid = None;
                     if (200..300).contains(&status) {
@@ -98,13 +114,29 @@ impl Driver {
                 }
                 Err(e) => tracing::warn!(error = %e, "ignoring an invalid desired patch"),
             },
-            Incoming::Method { component, name, rid } => {
-                let responder = Responder { api: self.api.clone(), generation: self.hub.generation(), rid };
-                let req = CommandRequest { component, name, payload: p.payload.to_vec(), responder };
+            Incoming::Method {
+                component,
+                name,
+                rid,
+            } => {
+                let responder = Responder {
+                    api: self.api.clone(),
+                    generation: self.hub.generation(),
+                    rid,
+                };
+                let req = CommandRequest {
+                    component,
+                    name,
+                    payload: p.payload.to_vec(),
+                    responder,
+                };
                 let _ = self.events.send(DeviceEvent::Command(req));
             }
             Incoming::C2d { properties } => {
-                let _ = self.events.send(DeviceEvent::C2d(C2dMessage { payload: p.payload.to_vec(), properties }));
+                let _ = self.events.send(DeviceEvent::C2d(C2dMessage {
+                    payload: p.payload.to_vec(),
+                    properties,
+                }));
             }
         }
     }

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::api::{DeviceEvent, Request};
 use crate::builder::{MAX_MESSAGE, Settings};
 use crate::dps::{DpsRequest, request as dps_request};
-use crate::error::{ClientError, SendError};
+use crate::error::SendError;
 use crate::hub::HubLink;
 use crate::machine::{Action, ClientTimer, Event, Machine, State};
 use crate::outbox::Outbox;
@@ -52,12 +52,20 @@ impl Rng {
 fn os_seed() -> u64 {
     use std::hash::{BuildHasher as _, Hasher as _};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default());
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
     h.finish()
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 pub(crate) struct Driver {
@@ -138,7 +146,14 @@ impl Driver {
             api,
             status,
         };
-        Ok((d, Inputs { api: api_rx, hub: hub_rx, dps: dps_rx }))
+        Ok((
+            d,
+            Inputs {
+                api: api_rx,
+                hub: hub_rx,
+                dps: dps_rx,
+            },
+        ))
     }
 
     /// The run loop.
@@ -183,7 +198,12 @@ impl Driver {
 
     fn next_deadline(&mut self) -> Option<Instant> {
         let ttl = self.outbox.expire(Instant::now());
-        self.spec_timers.values().chain(self.client_timers.values()).copied().chain(ttl).min()
+        self.spec_timers
+            .values()
+            .chain(self.client_timers.values())
+            .copied()
+            .chain(ttl)
+            .min()
     }
 
     /// Fires every due timer, spec timers first in the spec's order, then expires telemetry.
@@ -195,7 +215,12 @@ impl Driver {
                 self.feed(&Event::timer(t));
             }
         }
-        let due: Vec<_> = self.client_timers.iter().filter(|(_, at)| **at <= now).map(|(t, _)| *t).collect();
+        let due: Vec<_> = self
+            .client_timers
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(t, _)| *t)
+            .collect();
         for t in due {
             self.client_timers.remove(&t);
             self.feed(&Event::ClientTimerFired(t));
@@ -205,7 +230,10 @@ impl Driver {
 
     /// Hands one event to the machine and performs its actions.
     fn feed(&mut self, ev: &Event) {
-        let env = Env { now: self.millis(), draw: self.rng.draw() };
+        let env = Env {
+            now: self.millis(),
+            draw: self.rng.draw(),
+        };
         let actions = self.m.handle(ev, env);
         tracing::trace!(?ev, state = ?self.m.state(), ?actions, "step");
         for a in actions {
@@ -223,8 +251,12 @@ impl Driver {
         match a {
             Action::Policy(p) => self.perform_policy(p, now),
             Action::Subscribe => {
-                let device = self.assignment.as_ref().map_or("", |a| a.device_id.as_str());
-                let filters = topics::subscriptions(device).map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
+                let device = self
+                    .assignment
+                    .as_ref()
+                    .map_or("", |a| a.device_id.as_str());
+                let filters = topics::subscriptions(device)
+                    .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
                 if let Err(e) = self.hub.client.try_subscribe_many(filters) {
                     tracing::warn!(error = %e, "cannot queue the subscriptions");
                 }
@@ -294,7 +326,11 @@ impl Driver {
         self.dps_attempt += 1;
         let attempt = self.dps_attempt;
         let rid = self.next_rid();
-        let req = DpsRequest { operation, rid, token_expiry: unix_now() + 3600 };
+        let req = DpsRequest {
+            operation,
+            rid,
+            token_expiry: unix_now() + 3600,
+        };
         let settings = self.s.dps.clone();
         let tx = self.dps_tx.clone();
         self.dps = Some(tokio::spawn(async move {
@@ -332,7 +368,9 @@ impl Driver {
         o.set_keep_alive(self.s.keep_alive);
         o.set_max_packet_size(MAX_MESSAGE + 16 * 1024, MAX_MESSAGE + 16 * 1024);
         o.set_inflight(u16::try_from(self.s.outbox_window + 8).unwrap_or(u16::MAX));
-        o.set_transport(Transport::Tls(TlsConfiguration::Rustls(self.s.hub_tls.clone())));
+        o.set_transport(Transport::Tls(TlsConfiguration::Rustls(
+            self.s.hub_tls.clone(),
+        )));
         tracing::info!(hub = %a.hub, device = %a.device_id, "connecting to the hub");
         self.assignment = Some(a);
         self.sent.clear();
@@ -347,7 +385,11 @@ impl Driver {
 
     /// Hands a publish to rumqttc; telemetry (QoS 1) carries its outbox sequence number.
     fn publish(&mut self, topic: String, payload: Vec<u8>, seq: Option<u64>) -> bool {
-        let qos = if seq.is_some() { QoS::AtLeastOnce } else { QoS::AtMostOnce };
+        let qos = if seq.is_some() {
+            QoS::AtLeastOnce
+        } else {
+            QoS::AtMostOnce
+        };
         match self.hub.client.try_publish(topic, qos, false, payload) {
             Ok(()) => {
                 self.sent.push_back(seq);
@@ -362,7 +404,9 @@ impl Driver {
 
     /// Lets queued telemetry and twin requests flow while the machine is online.
     fn pump(&mut self) {
-        let Some(device) = self.assignment.as_ref().map(|a| a.device_id.clone()) else { return };
+        let Some(device) = self.assignment.as_ref().map(|a| a.device_id.clone()) else {
+            return;
+        };
         let now = Instant::now();
         while let Some(e) = self.outbox.next_to_send(now) {
             let mut system: Vec<(&str, &str)> = vec![("$.mid", e.mid.as_str())];
@@ -386,7 +430,10 @@ impl Driver {
                 let rid = self.next_rid();
                 let (topic, body) = match &op {
                     TwinOp::Get(_) => (topics::twin_get_topic(&rid), Vec::new()),
-                    TwinOp::Patch { patch, .. } => (topics::twin_patch_topic(&rid), patch.to_string().into_bytes()),
+                    TwinOp::Patch { patch, .. } => (
+                        topics::twin_patch_topic(&rid),
+                        patch.to_string().into_bytes(),
+                    ),
                 };
                 if self.publish(topic, body, None) {
                     self.twin.mark_sent(rid, op);
@@ -402,21 +449,34 @@ impl Driver {
         match r {
             Request::Telemetry(mut e) => {
                 if e.msg.payload.len() > MAX_MESSAGE {
-                    let _ = e.done.take().map(|tx| tx.send(Err(SendError::TooLarge { size: e.msg.payload.len(), limit: MAX_MESSAGE })));
+                    let _ = e.done.take().map(|tx| {
+                        tx.send(Err(SendError::TooLarge {
+                            size: e.msg.payload.len(),
+                            limit: MAX_MESSAGE,
+                        }))
+                    });
                     return;
                 }
                 e.mid = format!("{}-{}", self.mid_prefix, self.outbox.next_seq());
                 if e.deadline.is_none() {
                     e.deadline = e.msg.ttl.or(self.s.default_ttl).map(|t| Instant::now() + t);
                 }
-                if let Err((mut e, err)) = self.outbox.push(e) {
+                if let Err(failed) = self.outbox.push(e) {
+                    let (mut e, err) = *failed;
                     let _ = e.done.take().map(|tx| tx.send(Err(err)));
                 }
             }
             Request::Report { patch, done } => self.twin.push(TwinOp::Patch { patch, done }),
             Request::GetTwin { done } => self.twin.push(TwinOp::Get(done)),
-            Request::MethodResponse { generation, rid, status, payload } => {
-                if generation == self.hub.generation() && self.m.status().kind != crate::status::StatusKind::Stopped {
+            Request::MethodResponse {
+                generation,
+                rid,
+                status,
+                payload,
+            } => {
+                if generation == self.hub.generation()
+                    && self.m.status().kind != crate::status::StatusKind::Stopped
+                {
                     self.publish(topics::method_response_topic(status, &rid), payload, None);
                 } else {
                     tracing::info!(rid, "dropping a command response: its connection is gone");
@@ -432,7 +492,6 @@ impl Driver {
         self.abort_dps();
         self.outbox.close(&SendError::Shutdown);
         self.twin.close();
-        let _ = ClientError::Shutdown;
     }
 }
 

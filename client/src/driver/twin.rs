@@ -16,7 +16,10 @@ use crate::wire::hub::parse_twin;
 #[derive(Debug)]
 pub(crate) enum TwinOp {
     Get(oneshot::Sender<Result<Twin, ClientError>>),
-    Patch { patch: serde_json::Value, done: oneshot::Sender<Result<Option<u64>, ClientError>> },
+    Patch {
+        patch: serde_json::Value,
+        done: oneshot::Sender<Result<Option<u64>, ClientError>>,
+    },
 }
 
 impl TwinOp {
@@ -62,8 +65,16 @@ impl TwinRequests {
     }
 
     /// Answers the request `rid`; false if there is none. Returns the status class for the spec.
-    pub(crate) fn answer(&mut self, rid: &str, status: u16, version: Option<u64>, body: &[u8]) -> bool {
-        let Some(op) = self.sent.remove(rid) else { return false };
+    pub(crate) fn answer(
+        &mut self,
+        rid: &str,
+        status: u16,
+        version: Option<u64>,
+        body: &[u8],
+    ) -> bool {
+        let Some(op) = self.sent.remove(rid) else {
+            return false;
+        };
         let ok = (200..300).contains(&status);
         match op {
             TwinOp::Get(tx) => {
@@ -78,7 +89,11 @@ impl TwinRequests {
                 let _ = tx.send(r);
             }
             TwinOp::Patch { done, .. } => {
-                let _ = done.send(if ok { Ok(version) } else { Err(ClientError::Rejected { status }) });
+                let _ = done.send(if ok {
+                    Ok(version)
+                } else {
+                    Err(ClientError::Rejected { status })
+                });
             }
         }
         true
@@ -86,7 +101,11 @@ impl TwinRequests {
 
     /// Fails everything (shutdown).
     pub(crate) fn close(&mut self) {
-        for op in self.waiting.drain(..).chain(self.sent.drain().map(|(_, op)| op)) {
+        for op in self
+            .waiting
+            .drain(..)
+            .chain(self.sent.drain().map(|(_, op)| op))
+        {
             op.fail(ClientError::Shutdown);
         }
     }

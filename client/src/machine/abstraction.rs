@@ -14,7 +14,7 @@ use super::core::State;
 /// The policy memory: everything a [`spec::State`] holds besides its phase.
 ///
 /// It is a spec state whose phase is always [`Phase::Idle`]: the real phase lives in the statig
-/// state. It is only ever replaced wholesale by the state a [`spec::step`] returned, so the
+/// state. It is only ever replaced wholesale by the state a [`spec::step()`] returned, so the
 /// client cannot compute a counter or a timer differently from the spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Memory(spec::State);
@@ -51,8 +51,12 @@ pub fn phase_of(state: &State) -> Phase {
         State::Idle {} => Phase::Idle,
         State::Waiting { next } => Phase::Waiting { next: next.clone() },
         State::Registering {} => Phase::Registering,
-        State::Polling { operation } => Phase::Polling { operation: operation.clone() },
-        State::Connecting { fresh_token } => Phase::Connecting { fresh_token: *fresh_token },
+        State::Polling { operation } => Phase::Polling {
+            operation: operation.clone(),
+        },
+        State::Connecting { fresh_token } => Phase::Connecting {
+            fresh_token: *fresh_token,
+        },
         State::Subscribing { since } | State::Syncing { since, .. } | State::Ready { since } => {
             Phase::Connected { since: *since }
         }

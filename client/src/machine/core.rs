@@ -1,4 +1,4 @@
-//! The statig state machine. Connection-policy decisions are delegated to [`spec::step`];
+//! The statig state machine. Connection-policy decisions are delegated to [`spec::step()`];
 //! the machine adds the client's own states and events on top (see the module docs of
 //! [`super`]).
 //!
@@ -12,7 +12,16 @@
 //! any ──Stop──► stopped
 //! ```
 
-#![allow(clippy::unused_self, clippy::needless_pass_by_ref_mut, clippy::trivially_copy_pass_by_ref)]
+// The statig macro turns handler parameters into the fields of the generated `State` enum, so
+// their types are the field types (`&mut String`, `&mut bool`), and it generates that enum
+// without docs; each variant is documented by its handler below.
+#![allow(
+    clippy::unused_self,
+    clippy::needless_pass_by_ref_mut,
+    clippy::trivially_copy_pass_by_ref,
+    clippy::ptr_arg,
+    missing_docs
+)]
 
 use hubswap_spec as spec;
 use spec::{Input, Millis, Next, Phase};
@@ -34,7 +43,7 @@ pub struct Core {
 }
 
 impl Core {
-    /// Runs one spec input through [`spec::step`] from `phase`: the memory becomes the spec's,
+    /// Runs one spec input through [`spec::step()`] from `phase`: the memory becomes the spec's,
     /// the spec's actions are emitted in order, and the machine moves to the state that refines
     /// the spec's next phase (or stays put when the phase is unchanged).
     fn policy(&mut self, phase: &Phase, context: &mut Ctx, input: &Input) -> Outcome<State> {
@@ -44,8 +53,14 @@ impl Core {
         if let Some(reason) = Reason::of(input, &before.phase, &out.state.phase) {
             self.reason = Some(reason);
         }
-        context.out.extend(out.actions.into_iter().map(Action::Policy));
-        if out.state.phase == *phase { Handled } else { Transition(state_for(out.state.phase)) }
+        context
+            .out
+            .extend(out.actions.into_iter().map(Action::Policy));
+        if out.state.phase == *phase {
+            Handled
+        } else {
+            Transition(state_for(out.state.phase))
+        }
     }
 }
 
@@ -77,8 +92,11 @@ impl Core {
     #[superstate(entry_action = "enter_offline")]
     fn offline(event: &Event) -> Outcome<State> {
         match event {
-            Event::Subscribed | Event::TwinSynced | Event::TwinMalformed | Event::ClientTimerFired(_) => Handled,
-            Event::Spec(_) => Handled,
+            Event::Subscribed
+            | Event::TwinSynced
+            | Event::TwinMalformed
+            | Event::ClientTimerFired(_)
+            | Event::Spec(_) => Handled,
         }
     }
 
@@ -114,18 +132,40 @@ impl Core {
 
     /// A DPS operation poll is in flight.
     #[state(superstate = "provisioning")]
-    fn polling(&mut self, operation: &mut String, context: &mut Ctx, event: &Event) -> Outcome<State> {
+    fn polling(
+        &mut self,
+        operation: &mut String,
+        context: &mut Ctx,
+        event: &Event,
+    ) -> Outcome<State> {
         match event.input() {
-            Some(input) => self.policy(&Phase::Polling { operation: operation.clone() }, context, input),
+            Some(input) => self.policy(
+                &Phase::Polling {
+                    operation: operation.clone(),
+                },
+                context,
+                input,
+            ),
             None => Super,
         }
     }
 
     /// A hub CONNECT is in flight.
     #[state(superstate = "offline")]
-    fn connecting(&mut self, fresh_token: &mut bool, context: &mut Ctx, event: &Event) -> Outcome<State> {
+    fn connecting(
+        &mut self,
+        fresh_token: &mut bool,
+        context: &mut Ctx,
+        event: &Event,
+    ) -> Outcome<State> {
         match event.input() {
-            Some(input) => self.policy(&Phase::Connecting { fresh_token: *fresh_token }, context, input),
+            Some(input) => self.policy(
+                &Phase::Connecting {
+                    fresh_token: *fresh_token,
+                },
+                context,
+                input,
+            ),
             None => Super,
         }
     }
@@ -149,7 +189,9 @@ impl Core {
 
     #[action]
     fn exit_online(context: &mut Ctx) {
-        context.out.push(Action::CancelClientTimer(ClientTimer::TwinRetry));
+        context
+            .out
+            .push(Action::CancelClientTimer(ClientTimer::TwinRetry));
         context.out.push(Action::SuspendOutbox);
     }
 
@@ -167,7 +209,13 @@ impl Core {
 
     /// The twin GET (resync after every connect) is in flight.
     #[state(superstate = "online")]
-    fn syncing(&mut self, since: &mut Millis, tries: &mut u32, context: &mut Ctx, event: &Event) -> Outcome<State> {
+    fn syncing(
+        &mut self,
+        since: &mut Millis,
+        tries: &mut u32,
+        context: &mut Ctx,
+        event: &Event,
+    ) -> Outcome<State> {
         match event {
             Event::TwinSynced => Transition(State::ready(*since)),
             Event::ClientTimerFired(ClientTimer::TwinRetry) => {
@@ -205,6 +253,9 @@ impl Core {
         let delay = spec::backoff(*tries, &self.cfg.fast, None, context.env.draw);
         *tries = tries.saturating_add(1);
         let at = context.env.now.plus(delay);
-        context.out.push(Action::ArmClientTimer { timer: ClientTimer::TwinRetry, at });
+        context.out.push(Action::ArmClientTimer {
+            timer: ClientTimer::TwinRetry,
+            at,
+        });
     }
 }

@@ -2,11 +2,11 @@
 //!
 //! # How it refines `hubswap-spec`
 //!
-//! Every input the spec knows ([`Event::Command`], [`Event::TimerFired`], [`Event::Signal`]) is
-//! decided by [`spec::step`] itself: the handler of the current state builds the spec state with
+//! Every input the spec knows ([`Event::Spec`]: commands, timer firings, wire signals) is
+//! decided by [`spec::step()`] itself: the handler of the current state builds the spec state with
 //! [`abstraction`], calls `step`, adopts the returned memory and emits the returned actions
 //! unchanged (as [`Action::Policy`]), and moves to the client state that refines the returned
-//! phase. So the classification ([`spec::classify`]), the backoff ([`spec::backoff`]) and every
+//! phase. So the classification ([`spec::classify()`]), the backoff ([`spec::backoff()`]) and every
 //! threshold are the spec's code, not copies.
 //!
 //! On top of that the client has its own states and events. While the spec knows one
@@ -70,7 +70,10 @@ impl Event {
     pub fn input(&self) -> Option<&Input> {
         match self {
             Self::Spec(input) => Some(input),
-            Self::Subscribed | Self::TwinSynced | Self::TwinMalformed | Self::ClientTimerFired(_) => None,
+            Self::Subscribed
+            | Self::TwinSynced
+            | Self::TwinMalformed
+            | Self::ClientTimerFired(_) => None,
         }
     }
 }
@@ -85,7 +88,7 @@ pub enum ClientTimer {
 /// An effect the driver performs, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// A connection-policy action, exactly as [`spec::step`] emitted it.
+    /// A connection-policy action, exactly as [`spec::step()`] emitted it.
     Policy(spec::Action),
     /// Subscribe to the hub topics (entering the online states).
     Subscribe,
@@ -125,7 +128,10 @@ pub struct Machine {
 
 impl std::fmt::Debug for Machine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Machine").field("state", self.sm.state()).field("memory", &self.sm.inner().memory).finish()
+        f.debug_struct("Machine")
+            .field("state", self.sm.state())
+            .field("memory", &self.sm.inner().memory)
+            .finish()
     }
 }
 
@@ -134,15 +140,30 @@ impl Machine {
     ///
     /// `cfg` must be valid ([`spec::Config::validate`]); the builder checks it.
     pub fn new(cfg: spec::Config, cache: Option<Assignment>) -> Self {
-        let core = Core { cfg, memory: Memory::new(cache), reason: None };
-        let mut ctx = Ctx { env: Env { now: Millis::ZERO, draw: spec::Draw::MIN }, out: Vec::new() };
-        let sm = core.uninitialized_state_machine().init_with_context(&mut ctx);
+        let core = Core {
+            cfg,
+            memory: Memory::new(cache),
+            reason: None,
+        };
+        let mut ctx = Ctx {
+            env: Env {
+                now: Millis::ZERO,
+                draw: spec::Draw::MIN,
+            },
+            out: Vec::new(),
+        };
+        let sm = core
+            .uninitialized_state_machine()
+            .init_with_context(&mut ctx);
         Self { sm }
     }
 
     /// Handles one event at `env.now` with `env.draw`; returns the actions to perform, in order.
     pub fn handle(&mut self, event: &Event, env: Env) -> Vec<Action> {
-        let mut ctx = Ctx { env, out: Vec::new() };
+        let mut ctx = Ctx {
+            env,
+            out: Vec::new(),
+        };
         self.sm.handle_with_context(event, &mut ctx);
         ctx.out
     }

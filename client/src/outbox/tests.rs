@@ -7,7 +7,14 @@ use super::*;
 
 fn entry(body: &str) -> (Entry, oneshot::Receiver<Result<String, SendError>>) {
     let (tx, rx) = oneshot::channel();
-    let e = Entry { seq: 0, mid: format!("m-{body}"), msg: Telemetry::new(body), deadline: None, done: Some(tx), permit: None };
+    let e = Entry {
+        seq: 0,
+        mid: format!("m-{body}"),
+        msg: Telemetry::new(body),
+        deadline: None,
+        done: Some(tx),
+        permit: None,
+    };
     (e, rx)
 }
 
@@ -109,11 +116,20 @@ fn the_journal_survives_a_restart_and_forgets_acked_messages() {
     while let Some(e) = ob.next_to_send(now) {
         bodies.push((e.seq, e.mid.clone(), e.msg.payload.clone()));
     }
-    assert_eq!(bodies, vec![(1, "m-a".into(), b"a".to_vec()), (3, "m-c".into(), b"c".to_vec())]);
+    assert_eq!(
+        bodies,
+        vec![
+            (1, "m-a".into(), b"a".to_vec()),
+            (3, "m-c".into(), b"c".to_vec())
+        ]
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         let f = dir.path().join(format!("{:020}.msg", 1));
-        assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

@@ -43,17 +43,24 @@ pub struct ResponseTopic {
 /// Parses `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={s}]`.
 pub fn parse_response_topic(topic: &str) -> Result<ResponseTopic, WireError> {
     let bad = || WireError::UnexpectedTopic(topic.to_owned());
-    let rest = topic.strip_prefix("$dps/registrations/res/").ok_or_else(bad)?;
+    let rest = topic
+        .strip_prefix("$dps/registrations/res/")
+        .ok_or_else(bad)?;
     let (status, query) = rest.split_once("/?").ok_or_else(bad)?;
     let status = status.parse::<u16>().map_err(|_| bad())?;
     let bag = parse_bag(query);
     let rid = bag_get(&bag, "$rid").ok_or_else(bad)?.to_owned();
-    Ok(ResponseTopic { status, rid, retry_after: parse_retry_after(bag_get(&bag, "retry-after")) })
+    Ok(ResponseTopic {
+        status,
+        rid,
+        retry_after: parse_retry_after(bag_get(&bag, "retry-after")),
+    })
 }
 
 /// A `retry-after` in whole seconds; anything else is ignored.
 pub fn parse_retry_after(v: Option<&str>) -> Option<Duration> {
-    v.and_then(|s| s.trim().parse::<u64>().ok()).map(Duration::from_secs)
+    v.and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 #[derive(Deserialize)]
@@ -77,28 +84,43 @@ struct RegistrationState {
 ///
 /// Non-2xx answers become [`DpsReply::Status`] whatever their body. A 2xx body that is not a
 /// registration operation status is a [`WireError::Malformed`].
-pub fn parse_reply(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Result<DpsReply, WireError> {
+pub fn parse_reply(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<DpsReply, WireError> {
     if !(200..300).contains(&status) {
-        return Ok(DpsReply::Status { status, retry_after });
+        return Ok(DpsReply::Status {
+            status,
+            retry_after,
+        });
     }
-    let op: OperationStatus = serde_json::from_slice(body).map_err(|e| WireError::malformed("DPS response", e))?;
+    let op: OperationStatus =
+        serde_json::from_slice(body).map_err(|e| WireError::malformed("DPS response", e))?;
     let state = op.registration_state;
     match op.status.as_deref() {
         Some("assigned") => {
-            let s = state.ok_or_else(|| WireError::malformed("DPS response", "assigned without registrationState"))?;
+            let s = state.ok_or_else(|| {
+                WireError::malformed("DPS response", "assigned without registrationState")
+            })?;
             match (s.assigned_hub, s.device_id) {
                 (Some(hub), Some(device_id)) if !hub.is_empty() && !device_id.is_empty() => {
                     Ok(DpsReply::Assigned(Assignment { hub, device_id }))
                 }
-                _ => Err(WireError::malformed("DPS response", "assigned without assignedHub and deviceId")),
+                _ => Err(WireError::malformed(
+                    "DPS response",
+                    "assigned without assignedHub and deviceId",
+                )),
             }
         }
         Some("assigning" | "unassigned") => {
-            let operation = op
-                .operation_id
-                .filter(|o| !o.is_empty())
-                .ok_or_else(|| WireError::malformed("DPS response", "assigning without operationId"))?;
-            Ok(DpsReply::Assigning { operation, retry_after })
+            let operation = op.operation_id.filter(|o| !o.is_empty()).ok_or_else(|| {
+                WireError::malformed("DPS response", "assigning without operationId")
+            })?;
+            Ok(DpsReply::Assigning {
+                operation,
+                retry_after,
+            })
         }
         Some("failed") => {
             let error_code = state.as_ref().and_then(|s| s.error_code).unwrap_or(0);
@@ -108,7 +130,10 @@ pub fn parse_reply(status: u16, retry_after: Option<Duration>, body: &[u8]) -> R
             Ok(DpsReply::Failed { error_code })
         }
         Some("disabled") => Ok(DpsReply::Disabled),
-        other => Err(WireError::malformed("DPS response", format!("unknown status {other:?}"))),
+        other => Err(WireError::malformed(
+            "DPS response",
+            format!("unknown status {other:?}"),
+        )),
     }
 }
 
@@ -121,21 +146,38 @@ mod tests {
         let assigning = br#"{"operationId":"4.d0a6","status":"assigning"}"#;
         assert_eq!(
             parse_reply(202, Some(Duration::from_secs(3)), assigning),
-            Ok(DpsReply::Assigning { operation: "4.d0a6".into(), retry_after: Some(Duration::from_secs(3)) })
+            Ok(DpsReply::Assigning {
+                operation: "4.d0a6".into(),
+                retry_after: Some(Duration::from_secs(3))
+            })
         );
         let assigned = br#"{"operationId":"x","status":"assigned","registrationState":{"x509":{},
             "registrationId":"dev1","assignedHub":"contoso.azure-devices.net","deviceId":"dev1",
             "status":"assigned","substatus":"initialAssignment"}}"#;
         assert_eq!(
             parse_reply(200, None, assigned),
-            Ok(DpsReply::Assigned(Assignment { hub: "contoso.azure-devices.net".into(), device_id: "dev1".into() }))
+            Ok(DpsReply::Assigned(Assignment {
+                hub: "contoso.azure-devices.net".into(),
+                device_id: "dev1".into()
+            }))
         );
         let failed = br#"{"operationId":"x","status":"failed","registrationState":{"errorCode":400209,"errorMessage":"blocked"}}"#;
-        assert_eq!(parse_reply(200, None, failed), Ok(DpsReply::Failed { error_code: 400_209 }));
-        assert_eq!(parse_reply(200, None, br#"{"status":"disabled"}"#), Ok(DpsReply::Disabled));
+        assert_eq!(
+            parse_reply(200, None, failed),
+            Ok(DpsReply::Failed {
+                error_code: 400_209
+            })
+        );
+        assert_eq!(
+            parse_reply(200, None, br#"{"status":"disabled"}"#),
+            Ok(DpsReply::Disabled)
+        );
         assert_eq!(
             parse_reply(429, Some(Duration::from_secs(5)), b"<html>"),
-            Ok(DpsReply::Status { status: 429, retry_after: Some(Duration::from_secs(5)) })
+            Ok(DpsReply::Status {
+                status: 429,
+                retry_after: Some(Duration::from_secs(5))
+            })
         );
     }
 
@@ -151,7 +193,13 @@ mod tests {
             br#"{"status":"weird"}"#,
             br#"{"status":7}"#,
         ] {
-            assert!(matches!(parse_reply(200, None, body), Err(WireError::Malformed { .. })), "{body:?}");
+            assert!(
+                matches!(
+                    parse_reply(200, None, body),
+                    Err(WireError::Malformed { .. })
+                ),
+                "{body:?}"
+            );
         }
     }
 
@@ -159,16 +207,25 @@ mod tests {
     fn parses_response_topics() {
         assert_eq!(
             parse_response_topic("$dps/registrations/res/202/?$rid=7&retry-after=3"),
-            Ok(ResponseTopic { status: 202, rid: "7".into(), retry_after: Some(Duration::from_secs(3)) })
+            Ok(ResponseTopic {
+                status: 202,
+                rid: "7".into(),
+                retry_after: Some(Duration::from_secs(3))
+            })
         );
-        for bad in ["$dps/registrations/res/abc/?$rid=1", "$dps/other", "$dps/registrations/res/200/?x=1"] {
+        for bad in [
+            "$dps/registrations/res/abc/?$rid=1",
+            "$dps/other",
+            "$dps/registrations/res/200/?x=1",
+        ] {
             assert!(parse_response_topic(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn register_body_carries_the_model_id() {
-        let v: serde_json::Value = serde_json::from_slice(&register_body("dev1", Some("dtmi:x;1"))).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&register_body("dev1", Some("dtmi:x;1"))).unwrap();
         assert_eq!(v["payload"]["modelId"], "dtmi:x;1");
         let v: serde_json::Value = serde_json::from_slice(&register_body("dev1", None)).unwrap();
         assert!(v["payload"].is_null());

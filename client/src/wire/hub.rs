@@ -8,7 +8,9 @@ pub const API_VERSION: &str = "2021-04-12";
 
 /// The hub username: `{hub}/{device}/?api-version=..[&model-id=..]`.
 pub fn username(hub: &str, device_id: &str, model_id: Option<&str>) -> String {
-    let mut u = format!("{hub}/{device_id}/?api-version={API_VERSION}&DeviceClientType=hubswap-client%2F0.1");
+    let mut u = format!(
+        "{hub}/{device_id}/?api-version={API_VERSION}&DeviceClientType=hubswap-client%2F0.1"
+    );
     if let Some(m) = model_id {
         u.push_str("&model-id=");
         u.push_str(&url_encode(m));
@@ -27,7 +29,11 @@ pub fn subscriptions(device_id: &str) -> [String; 4] {
 }
 
 /// The telemetry topic with its property bag; system properties use the `%24.` prefix.
-pub fn telemetry_topic(device_id: &str, system: &[(&str, &str)], custom: &[(String, String)]) -> String {
+pub fn telemetry_topic(
+    device_id: &str,
+    system: &[(&str, &str)],
+    custom: &[(String, String)],
+) -> String {
     let mut t = format!("devices/{device_id}/messages/events/");
     let mut first = true;
     let mut push = |k: &str, v: &str| {
@@ -105,11 +111,17 @@ pub fn parse_incoming(topic: &str, device_id: &str) -> Result<Incoming, WireErro
         let bag = parse_bag(query);
         let rid = bag_get(&bag, "$rid").ok_or_else(bad)?.to_owned();
         let version = bag_get(&bag, "$version").and_then(|v| v.parse().ok());
-        return Ok(Incoming::TwinResponse { status, rid, version });
+        return Ok(Incoming::TwinResponse {
+            status,
+            rid,
+            version,
+        });
     }
     if let Some(rest) = topic.strip_prefix("$iothub/twin/PATCH/properties/desired/") {
         let bag = parse_bag(rest.trim_start_matches('?'));
-        return Ok(Incoming::DesiredPatch { version: bag_get(&bag, "$version").and_then(|v| v.parse().ok()) });
+        return Ok(Incoming::DesiredPatch {
+            version: bag_get(&bag, "$version").and_then(|v| v.parse().ok()),
+        });
     }
     if let Some(rest) = topic.strip_prefix("$iothub/methods/POST/") {
         let (name, query) = rest.split_once("/?").ok_or_else(bad)?;
@@ -122,11 +134,17 @@ pub fn parse_incoming(topic: &str, device_id: &str) -> Result<Incoming, WireErro
             Some((c, n)) => (Some(c.to_owned()), n.to_owned()),
             None => (None, name.to_owned()),
         };
-        return Ok(Incoming::Method { component, name, rid });
+        return Ok(Incoming::Method {
+            component,
+            name,
+            rid,
+        });
     }
     let c2d_prefix = format!("devices/{device_id}/messages/devicebound/");
     if let Some(rest) = topic.strip_prefix(&c2d_prefix) {
-        return Ok(Incoming::C2d { properties: parse_bag(rest) });
+        return Ok(Incoming::C2d {
+            properties: parse_bag(rest),
+        });
     }
     Err(bad())
 }
@@ -142,16 +160,23 @@ pub struct TwinDoc {
 
 /// Parses a twin GET body; it must be an object with object `desired` and `reported`.
 pub fn parse_twin(body: &[u8]) -> Result<TwinDoc, WireError> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| WireError::malformed("twin", e))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| WireError::malformed("twin", e))?;
     let section = |name: &str| match v.get(name) {
         Some(s @ serde_json::Value::Object(_)) => Ok(s.clone()),
         None => Ok(serde_json::json!({})),
-        Some(_) => Err(WireError::malformed("twin", format!("`{name}` is not an object"))),
+        Some(_) => Err(WireError::malformed(
+            "twin",
+            format!("`{name}` is not an object"),
+        )),
     };
     if !v.is_object() {
         return Err(WireError::malformed("twin", "not an object"));
     }
-    Ok(TwinDoc { desired: section("desired")?, reported: section("reported")? })
+    Ok(TwinDoc {
+        desired: section("desired")?,
+        reported: section("reported")?,
+    })
 }
 
 /// Parses a desired-properties patch body (a JSON object).
@@ -171,21 +196,38 @@ mod tests {
     fn classifies_every_subscribed_topic() {
         assert_eq!(
             parse_incoming("$iothub/twin/res/204/?$rid=3&$version=7", "d"),
-            Ok(Incoming::TwinResponse { status: 204, rid: "3".into(), version: Some(7) })
+            Ok(Incoming::TwinResponse {
+                status: 204,
+                rid: "3".into(),
+                version: Some(7)
+            })
         );
         assert_eq!(
             parse_incoming("$iothub/twin/PATCH/properties/desired/?$version=4", "d"),
             Ok(Incoming::DesiredPatch { version: Some(4) })
         );
         assert_eq!(
-            parse_incoming("$iothub/methods/POST/thermostat1*getMaxMinReport/?$rid=9", "d"),
-            Ok(Incoming::Method { component: Some("thermostat1".into()), name: "getMaxMinReport".into(), rid: "9".into() })
+            parse_incoming(
+                "$iothub/methods/POST/thermostat1*getMaxMinReport/?$rid=9",
+                "d"
+            ),
+            Ok(Incoming::Method {
+                component: Some("thermostat1".into()),
+                name: "getMaxMinReport".into(),
+                rid: "9".into()
+            })
         );
         assert_eq!(
             parse_incoming("$iothub/methods/POST/reboot/?$rid=1", "d"),
-            Ok(Incoming::Method { component: None, name: "reboot".into(), rid: "1".into() })
+            Ok(Incoming::Method {
+                component: None,
+                name: "reboot".into(),
+                rid: "1".into()
+            })
         );
-        let Ok(Incoming::C2d { properties }) = parse_incoming("devices/d/messages/devicebound/%24.mid=5&k=v", "d") else {
+        let Ok(Incoming::C2d { properties }) =
+            parse_incoming("devices/d/messages/devicebound/%24.mid=5&k=v", "d")
+        else {
             panic!()
         };
         assert_eq!(bag_get(&properties, "$.mid"), Some("5"));
@@ -202,19 +244,30 @@ mod tests {
             "random/topic",
             "",
         ] {
-            assert!(matches!(parse_incoming(t, "d"), Err(WireError::UnexpectedTopic(_))), "{t}");
+            assert!(
+                matches!(parse_incoming(t, "d"), Err(WireError::UnexpectedTopic(_))),
+                "{t}"
+            );
         }
     }
 
     #[test]
     fn builds_telemetry_topics_with_encoded_bags() {
-        let t = telemetry_topic("d", &[("$.mid", "m1"), ("$.ct", "application/json")], &[("k v".into(), "a&b".into())]);
-        assert_eq!(t, "devices/d/messages/events/%24.mid=m1&%24.ct=application%2Fjson&k%20v=a%26b");
+        let t = telemetry_topic(
+            "d",
+            &[("$.mid", "m1"), ("$.ct", "application/json")],
+            &[("k v".into(), "a&b".into())],
+        );
+        assert_eq!(
+            t,
+            "devices/d/messages/events/%24.mid=m1&%24.ct=application%2Fjson&k%20v=a%26b"
+        );
     }
 
     #[test]
     fn twin_documents_are_validated() {
-        let doc = parse_twin(br#"{"desired":{"$version":2,"t":1},"reported":{"$version":1}}"#).unwrap();
+        let doc =
+            parse_twin(br#"{"desired":{"$version":2,"t":1},"reported":{"$version":1}}"#).unwrap();
         assert_eq!(doc.desired["t"], 1);
         for bad in [&b"nope"[..], b"[1]", br#"{"desired":3}"#, b"\xff"] {
             assert!(parse_twin(bad).is_err());

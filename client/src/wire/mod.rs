@@ -33,7 +33,10 @@ pub enum WireError {
 
 impl WireError {
     pub(crate) fn malformed(what: &'static str, detail: impl std::fmt::Display) -> Self {
-        Self::Malformed { what, detail: detail.to_string() }
+        Self::Malformed {
+            what,
+            detail: detail.to_string(),
+        }
     }
 }
 
@@ -80,7 +83,10 @@ mod tests {
 
     #[test]
     fn decodes_escapes_and_tolerates_broken_ones() {
-        assert_eq!(url_decode("%24.ct=application%2Fjson"), "$.ct=application/json");
+        assert_eq!(
+            url_decode("%24.ct=application%2Fjson"),
+            "$.ct=application/json"
+        );
         assert_eq!(url_decode("a%2"), "a%2");
         assert_eq!(url_decode("%zz+"), "%zz+");
         assert_eq!(url_decode("%C3%A9"), "é");

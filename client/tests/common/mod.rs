@@ -14,20 +14,32 @@ pub const MODEL: &str = "dtmi:com:example:Thermostat;1";
 pub const LONG: Duration = Duration::from_secs(30);
 
 pub async fn cloud(hubs: usize) -> MockCloud {
-    MockCloud::start(CloudConfig::for_tests(hubs)).await.expect("mock cloud starts")
+    MockCloud::start(CloudConfig::for_tests(hubs))
+        .await
+        .expect("mock cloud starts")
 }
 
 /// Millisecond-scale timing so that failures and renewals happen within a test.
 pub fn fast_timing() -> spec::Config {
-    let mut c = spec::Config::default();
-    c.fast = spec::Profile { floor: Duration::from_millis(50), initial: Duration::from_millis(100), cap: Duration::from_secs(1) };
-    c.slow = spec::Profile { floor: Duration::from_secs(1), initial: Duration::from_secs(1), cap: Duration::from_secs(5) };
-    c.min_attempt_spacing = Duration::from_millis(50);
-    c.stable_after = Duration::from_millis(500);
-    c.attempt_timeout = Duration::from_secs(10);
-    c.dps_poll_default = Duration::from_millis(200);
-    c.max_retry_after = Duration::from_secs(2);
-    c.retry_after_jitter = Duration::from_millis(100);
+    let c = spec::Config {
+        fast: spec::Profile {
+            floor: Duration::from_millis(50),
+            initial: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        },
+        slow: spec::Profile {
+            floor: Duration::from_secs(1),
+            initial: Duration::from_secs(1),
+            cap: Duration::from_secs(5),
+        },
+        min_attempt_spacing: Duration::from_millis(50),
+        stable_after: Duration::from_millis(500),
+        attempt_timeout: Duration::from_secs(10),
+        dps_poll_default: Duration::from_millis(200),
+        max_retry_after: Duration::from_secs(2),
+        retry_after_jitter: Duration::from_millis(100),
+        ..spec::Config::default()
+    };
     c.validate().expect("fast timing is valid");
     c
 }
@@ -35,7 +47,12 @@ pub fn fast_timing() -> spec::Config {
 /// A builder for `reg_id` in the mock's `default` group, with the mock's CA and a resolver
 /// from the mock's hub host names to their ephemeral ports.
 pub fn builder(cloud: &MockCloud, reg_id: &str, transport: DpsTransport) -> DeviceClientBuilder {
-    let hubs: HashMap<String, u16> = cloud.info().hubs.iter().map(|h| (h.host.clone(), h.addr.port())).collect();
+    let hubs: HashMap<String, u16> = cloud
+        .info()
+        .hubs
+        .iter()
+        .map(|h| (h.host.clone(), h.addr.port()))
+        .collect();
     let dps_port = match transport {
         DpsTransport::Https => cloud.dps_https_addr().port(),
         _ => cloud.dps_mqtt_addr().port(),
@@ -54,9 +71,18 @@ pub fn builder(cloud: &MockCloud, reg_id: &str, transport: DpsTransport) -> Devi
         .jitter_seed(7)
 }
 
-pub async fn wait_status(rx: &mut watch::Receiver<hubswap_client::ConnectionStatus>, kind: StatusKind) {
-    let reached = tokio::time::timeout(LONG, rx.wait_for(|s| s.kind == kind)).await.is_ok();
-    assert!(reached, "status {kind:?} not reached; last {:?}", *rx.borrow());
+pub async fn wait_status(
+    rx: &mut watch::Receiver<hubswap_client::ConnectionStatus>,
+    kind: StatusKind,
+) {
+    let reached = tokio::time::timeout(LONG, rx.wait_for(|s| s.kind == kind))
+        .await
+        .is_ok();
+    assert!(
+        reached,
+        "status {kind:?} not reached; last {:?}",
+        *rx.borrow()
+    );
 }
 
 /// Waits for a log record matching `pred` (already logged, or logged later).
@@ -90,13 +116,18 @@ pub fn telemetry_mids(cloud: &MockCloud) -> Vec<(String, String)> {
         .records()
         .into_iter()
         .filter_map(|r| match r.event {
-            Event::Telemetry { hub, properties, .. } => properties.get("$.mid").map(|m| (m.clone(), hub)),
+            Event::Telemetry {
+                hub, properties, ..
+            } => properties.get("$.mid").map(|m| (m.clone(), hub)),
             _ => None,
         })
         .collect()
 }
 
-pub async fn next_event(events: &mut mpsc::UnboundedReceiver<DeviceEvent>, pred: impl Fn(&DeviceEvent) -> bool) -> DeviceEvent {
+pub async fn next_event(
+    events: &mut mpsc::UnboundedReceiver<DeviceEvent>,
+    pred: impl Fn(&DeviceEvent) -> bool,
+) -> DeviceEvent {
     tokio::time::timeout(LONG, async {
         loop {
             let e = events.recv().await.expect("events open");
@@ -110,5 +141,8 @@ pub async fn next_event(events: &mut mpsc::UnboundedReceiver<DeviceEvent>, pred:
 }
 
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use hubswap_spec as spec;
-use spec::{Action as SpecAction, ConnectFailure, Draw, DpsReply, Next, WireSignal};
+use spec::{Action as SpecAction, ConnectFailure, DpsReply, Draw, Next, WireSignal};
 
 use super::{Walk, hub};
 use crate::machine::{Action, State};
@@ -14,16 +14,30 @@ fn is_attempt(a: &SpecAction) -> bool {
 
 /// G7's spacing, checked over everything a walk emitted.
 fn assert_spacing(w: &Walk) {
-    let starts: Vec<_> = w.log.iter().filter(|(_, a)| is_attempt(a)).map(|(t, _)| *t).collect();
+    let starts: Vec<_> = w
+        .log
+        .iter()
+        .filter(|(_, a)| is_attempt(a))
+        .map(|(t, _)| *t)
+        .collect();
     for pair in starts.windows(2) {
-        assert!(pair[1].since(pair[0]) >= w.cfg.min_attempt_spacing, "attempts too close: {pair:?}");
+        assert!(
+            pair[1].since(pair[0]) >= w.cfg.min_attempt_spacing,
+            "attempts too close: {pair:?}"
+        );
     }
 }
 
 fn waiting_for(w: &Walk, next: &Next) -> Duration {
-    let State::Waiting { next: n } = w.m.state() else { panic!("not waiting: {:?}", w.m.state()) };
+    let State::Waiting { next: n } = w.m.state() else {
+        panic!("not waiting: {:?}", w.m.state())
+    };
     assert_eq!(n, next);
-    let at = w.m.abstraction().timers.get(spec::Timer::Wake).expect("wake armed");
+    let at =
+        w.m.abstraction()
+            .timers
+            .get(spec::Timer::Wake)
+            .expect("wake armed");
     at.since(w.now)
 }
 
@@ -32,14 +46,21 @@ fn g1_unreachable_hub_reprovisions_after_threshold_failed_connects() {
     let mut w = Walk::new(Some(hub("a")));
     w.start();
     for i in 1..=w.cfg.unreachable_threshold {
-        assert!(w.is(|s| matches!(s, State::Connecting { .. })), "attempt {i}: {:?}", w.m.state());
+        assert!(
+            w.is(|s| matches!(s, State::Connecting { .. })),
+            "attempt {i}: {:?}",
+            w.m.state()
+        );
         w.signal(WireSignal::ConnectFailed(ConnectFailure::Refused));
         if i < w.cfg.unreachable_threshold {
             waiting_for(&w, &Next::Connect);
             w.wake();
         }
     }
-    assert_eq!(w.count(|a| matches!(a, SpecAction::ConnectHub(_))), w.cfg.unreachable_threshold as usize);
+    assert_eq!(
+        w.count(|a| matches!(a, SpecAction::ConnectHub(_))),
+        w.cfg.unreachable_threshold as usize
+    );
     assert_eq!(w.count(|a| *a == SpecAction::InvalidateAssignment), 1);
     waiting_for(&w, &Next::Register);
     w.wake();
@@ -107,8 +128,14 @@ fn g4_blocked_device_uses_the_slow_profile_and_never_gives_up() {
     w.draw = Draw::MIN;
     w.start();
     for _ in 0..6 {
-        assert!(w.is(|s| matches!(s, State::Registering {})), "{:?}", w.m.state());
-        w.signal(WireSignal::Dps(DpsReply::Failed { error_code: 400_209 }));
+        assert!(
+            w.is(|s| matches!(s, State::Registering {})),
+            "{:?}",
+            w.m.state()
+        );
+        w.signal(WireSignal::Dps(DpsReply::Failed {
+            error_code: 400_209,
+        }));
         let d = waiting_for(&w, &Next::Register);
         assert!(d >= w.cfg.slow.floor && d <= w.cfg.slow.cap, "{d:?}");
         w.wake();
@@ -130,7 +157,10 @@ fn g5_internal_errors_back_off_exponentially_on_the_same_hub() {
     for _ in 0..8 {
         w.now = w.now.plus(Duration::from_secs(1));
         w.signal(WireSignal::ConnectionLost);
-        assert!(matches!(w.feed(&crate::machine::Event::Subscribed).as_slice(), []));
+        assert!(matches!(
+            w.feed(&crate::machine::Event::Subscribed).as_slice(),
+            []
+        ));
         delays.push(waiting_for(&w, &Next::Connect));
         w.connect_fully();
     }
@@ -138,7 +168,12 @@ fn g5_internal_errors_back_off_exponentially_on_the_same_hub() {
     for pair in delays.windows(2) {
         assert!(pair[1] >= pair[0], "{delays:?}");
     }
-    assert!(delays.iter().all(|d| *d >= w.cfg.fast.floor && *d <= w.cfg.fast.cap), "{delays:?}");
+    assert!(
+        delays
+            .iter()
+            .all(|d| *d >= w.cfg.fast.floor && *d <= w.cfg.fast.cap),
+        "{delays:?}"
+    );
     assert!(delays.last() > delays.first(), "{delays:?}");
 }
 
@@ -146,14 +181,33 @@ fn g5_internal_errors_back_off_exponentially_on_the_same_hub() {
 fn g5_dps_500_retries_the_same_request() {
     let mut w = Walk::new(None);
     w.start();
-    w.signal(WireSignal::Dps(DpsReply::Status { status: 500, retry_after: None }));
+    w.signal(WireSignal::Dps(DpsReply::Status {
+        status: 500,
+        retry_after: None,
+    }));
     waiting_for(&w, &Next::Register);
     w.wake();
-    w.signal(WireSignal::Dps(DpsReply::Assigning { operation: "op1".into(), retry_after: None }));
+    w.signal(WireSignal::Dps(DpsReply::Assigning {
+        operation: "op1".into(),
+        retry_after: None,
+    }));
     w.wake();
-    assert_eq!(w.m.state(), &State::Polling { operation: "op1".into() });
-    w.signal(WireSignal::Dps(DpsReply::Status { status: 503, retry_after: None }));
-    waiting_for(&w, &Next::Poll { operation: "op1".into() });
+    assert_eq!(
+        w.m.state(),
+        &State::Polling {
+            operation: "op1".into()
+        }
+    );
+    w.signal(WireSignal::Dps(DpsReply::Status {
+        status: 503,
+        retry_after: None,
+    }));
+    waiting_for(
+        &w,
+        &Next::Poll {
+            operation: "op1".into(),
+        },
+    );
 }
 
 #[test]
@@ -162,10 +216,16 @@ fn g6_dps_429_waits_at_least_retry_after() {
     w.draw = Draw::MIN;
     w.start();
     let ra = Duration::from_secs(10);
-    w.signal(WireSignal::Dps(DpsReply::Status { status: 429, retry_after: Some(ra) }));
+    w.signal(WireSignal::Dps(DpsReply::Status {
+        status: 429,
+        retry_after: Some(ra),
+    }));
     let d = waiting_for(&w, &Next::Register);
     assert!(d >= ra, "{d:?}");
-    assert_eq!(w.m.status().reason, Some(crate::status::Reason::DpsThrottled));
+    assert_eq!(
+        w.m.status().reason,
+        Some(crate::status::Reason::DpsThrottled)
+    );
 }
 
 #[test]
@@ -203,11 +263,17 @@ fn g7_token_is_renewed_by_a_planned_reconnect_and_stable_resets_backoff() {
     let close = pos(&Action::Policy(SpecAction::Close)).expect("close");
     let connect = pos(&Action::Policy(SpecAction::ConnectHub(hub("a")))).expect("reconnect");
     assert!(close < connect);
-    assert!(out.iter().any(|a| matches!(a, Action::Policy(SpecAction::MintToken { .. }))));
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Policy(SpecAction::MintToken { .. })))
+    );
     // The outbox is suspended (and requeues what is unacked), so the renewal loses nothing.
     assert!(out.contains(&Action::SuspendOutbox));
     assert_eq!(w.m.state(), &State::Connecting { fresh_token: true });
-    assert_eq!(w.m.status().reason, Some(crate::status::Reason::TokenRenewal));
+    assert_eq!(
+        w.m.status().reason,
+        Some(crate::status::Reason::TokenRenewal)
+    );
     w.connect_fully();
 }
 
@@ -219,8 +285,14 @@ fn g8_connects_once_the_cloud_behaves() {
         WireSignal::ConnectFailed(ConnectFailure::Timeout),
         WireSignal::ConnectFailed(ConnectFailure::Reset),
         WireSignal::DpsUnreachable,
-        WireSignal::Dps(DpsReply::Status { status: 429, retry_after: Some(Duration::from_secs(3)) }),
-        WireSignal::Dps(DpsReply::Assigning { operation: "op".into(), retry_after: Some(Duration::from_secs(1)) }),
+        WireSignal::Dps(DpsReply::Status {
+            status: 429,
+            retry_after: Some(Duration::from_secs(3)),
+        }),
+        WireSignal::Dps(DpsReply::Assigning {
+            operation: "op".into(),
+            retry_after: Some(Duration::from_secs(1)),
+        }),
         WireSignal::Dps(DpsReply::Assigned(hub("b"))),
     ];
     for f in faults {
@@ -243,5 +315,8 @@ fn attempt_timeout_abandons_a_stalled_connect() {
     let (t, out) = w.fire_next();
     assert_eq!(t, spec::Timer::AttemptTimeout);
     assert!(out.contains(&Action::Policy(SpecAction::Close)));
-    assert_eq!(w.m.status().reason, Some(crate::status::Reason::AttemptTimeout));
+    assert_eq!(
+        w.m.status().reason,
+        Some(crate::status::Reason::AttemptTimeout)
+    );
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hubswap_spec as spec;
 use proptest::prelude::*;
-use spec::{ConnectFailure, Draw, DpsReply, Timer, WireSignal};
+use spec::{ConnectFailure, DpsReply, Draw, Timer, WireSignal};
 
 use super::{Walk, hub};
 use crate::machine::{ClientTimer, Event};
@@ -33,10 +33,16 @@ fn signal() -> impl Strategy<Value = WireSignal> {
             operation: "op".into(),
             retry_after: Some(Duration::from_secs(s)),
         })),
-        Just(WireSignal::Dps(DpsReply::Failed { error_code: 400_209 })),
+        Just(WireSignal::Dps(DpsReply::Failed {
+            error_code: 400_209
+        })),
         Just(WireSignal::Dps(DpsReply::Disabled)),
-        prop_oneof![Just(401u16), Just(429), Just(500)]
-            .prop_map(|status| WireSignal::Dps(DpsReply::Status { status, retry_after: None })),
+        prop_oneof![Just(401u16), Just(429), Just(500)].prop_map(|status| WireSignal::Dps(
+            DpsReply::Status {
+                status,
+                retry_after: None
+            }
+        )),
     ]
 }
 

@@ -140,3 +140,6 @@ pub(crate) async fn request(s: Arc<DpsSettings>, req: DpsRequest) -> WireSignal 
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

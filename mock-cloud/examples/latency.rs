@@ -113,7 +113,7 @@ async fn connect(cloud: &MockCloud, hub: &str, id: &str, key: &str, se: u64) -> 
     loop {
         match el.poll().await.map_err(|e| e.to_string())? {
             Event::Incoming(Packet::ConnAck(_)) => break,
-            _ => continue,
+            _ => {}
         }
     }
     let _ = client.disconnect().await;
@@ -123,17 +123,15 @@ async fn connect(cloud: &MockCloud, hub: &str, id: &str, key: &str, se: u64) -> 
 
 fn summary(name: &str, mut v: Vec<Duration>) {
     v.sort();
-    let pick = |q: f64| {
-        let last = v.len().saturating_sub(1) as f64;
-        v[(last * q).round() as usize]
-    };
+    // Nearest-rank percentile: index = ceil(p% of n) - 1, in integers.
+    let pick = |percent: usize| v[(v.len() * percent).div_ceil(100).saturating_sub(1)];
     println!(
         "{name:<24} n={:<5} p50={:>8.2?} p90={:>8.2?} p99={:>8.2?} max={:>8.2?}",
         v.len(),
-        pick(0.5),
-        pick(0.9),
-        pick(0.99),
-        pick(1.0)
+        pick(50),
+        pick(90),
+        pick(99),
+        pick(100)
     );
 }
 

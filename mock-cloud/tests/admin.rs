@@ -1,5 +1,10 @@
 //! The admin REST API through [`AdminClient`], and a restart from the data folder.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc, clippy::too_many_lines)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::missing_panics_doc,
+    clippy::too_many_lines
+)]
 
 mod common;
 

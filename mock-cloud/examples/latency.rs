@@ -110,12 +110,10 @@ async fn connect(cloud: &MockCloud, hub: &str, id: &str, key: &str, se: u64) -> 
         false,
     );
     let (client, mut el) = AsyncClient::new(o, 10);
-    loop {
-        match el.poll().await.map_err(|e| e.to_string())? {
-            Event::Incoming(Packet::ConnAck(_)) => break,
-            _ => {}
-        }
-    }
+    while !matches!(
+        el.poll().await.map_err(|e| e.to_string())?,
+        Event::Incoming(Packet::ConnAck(_))
+    ) {}
     let _ = client.disconnect().await;
     let _ = el.poll().await;
     Ok(())

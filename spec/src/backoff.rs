@@ -9,7 +9,9 @@ use crate::time::ms;
 /// A uniform random draw, handed in by the driver (the spec never draws OS randomness).
 ///
 /// `Draw(0)` is the shortest possible delay, `Draw(u32::MAX)` the longest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Draw(pub u32);
 
 impl Draw {
@@ -44,7 +46,9 @@ pub fn ceiling(attempt: u32, profile: &Profile) -> Duration {
 
 /// The attempt number after which the ceiling no longer grows; counters saturate here.
 pub fn saturation(profile: &Profile) -> u32 {
-    (0..64).find(|&n| ceiling(n, profile) >= profile.cap).unwrap_or(63)
+    (0..64)
+        .find(|&n| ceiling(n, profile) >= profile.cap)
+        .unwrap_or(63)
 }
 
 /// The delay before the next attempt.
@@ -54,7 +58,12 @@ pub fn saturation(profile: &Profile) -> u32 {
 ///
 /// Bounds (property-tested): `floor <= d <= cap` without retry-after; with it,
 /// `value <= d <= max(cap, value + jitter)`.
-pub fn backoff(attempt: u32, profile: &Profile, retry_after: Option<RetryAfter>, draw: Draw) -> Duration {
+pub fn backoff(
+    attempt: u32,
+    profile: &Profile,
+    retry_after: Option<RetryAfter>,
+    draw: Draw,
+) -> Duration {
     backoff_mutated(attempt, profile, retry_after, draw, Mutation::None)
 }
 
@@ -73,7 +82,9 @@ pub fn backoff_mutated(
         profile.floor + draw.scale(top.saturating_sub(profile.floor))
     };
     match retry_after {
-        Some(ra) if mutation != Mutation::IgnoreRetryAfter => exp.max(ra.value + draw.scale(ra.jitter)),
+        Some(ra) if mutation != Mutation::IgnoreRetryAfter => {
+            exp.max(ra.value + draw.scale(ra.jitter))
+        }
         _ => exp,
     }
 }
@@ -84,13 +95,23 @@ mod tests {
     use proptest::prelude::*;
 
     fn fast() -> Profile {
-        Profile { floor: Duration::from_millis(500), initial: Duration::from_secs(1), cap: Duration::from_secs(120) }
+        Profile {
+            floor: Duration::from_millis(500),
+            initial: Duration::from_secs(1),
+            cap: Duration::from_mins(2),
+        }
     }
 
     #[test]
     fn first_attempt_window_is_floor_to_floor_plus_initial() {
-        assert_eq!(backoff(0, &fast(), None, Draw::MIN), Duration::from_millis(500));
-        assert_eq!(backoff(0, &fast(), None, Draw::MAX), Duration::from_millis(1500));
+        assert_eq!(
+            backoff(0, &fast(), None, Draw::MIN),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            backoff(0, &fast(), None, Draw::MAX),
+            Duration::from_millis(1500)
+        );
     }
 
     #[test]
@@ -106,14 +127,26 @@ mod tests {
         let p = fast();
         assert_eq!(backoff(40, &p, None, Draw::MIN), p.floor);
         assert_eq!(backoff(40, &p, None, Draw::MAX), p.cap);
-        assert_eq!(backoff_mutated(40, &p, None, Draw::MIN, Mutation::DropJitterAtCap), p.cap);
+        assert_eq!(
+            backoff_mutated(40, &p, None, Draw::MIN, Mutation::DropJitterAtCap),
+            p.cap
+        );
     }
 
     #[test]
     fn retry_after_is_a_lower_bound() {
-        let ra = RetryAfter { value: Duration::from_secs(10), jitter: Duration::from_secs(2) };
-        assert_eq!(backoff(0, &fast(), Some(ra), Draw::MIN), Duration::from_secs(10));
-        assert_eq!(backoff(0, &fast(), Some(ra), Draw::MAX), Duration::from_secs(12));
+        let ra = RetryAfter {
+            value: Duration::from_secs(10),
+            jitter: Duration::from_secs(2),
+        };
+        assert_eq!(
+            backoff(0, &fast(), Some(ra), Draw::MIN),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            backoff(0, &fast(), Some(ra), Draw::MAX),
+            Duration::from_secs(12)
+        );
         assert_eq!(
             backoff_mutated(0, &fast(), Some(ra), Draw::MIN, Mutation::IgnoreRetryAfter),
             Duration::from_millis(500)

@@ -11,7 +11,9 @@ use core::time::Duration;
 use crate::state::Assignment;
 
 /// Why a hub connection failed before any CONNACK arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum ConnectFailure {
     /// TCP connection refused (the listener is gone).
     Refused,
@@ -130,11 +132,20 @@ pub fn classify(signal: &WireSignal) -> Class {
 fn classify_dps(reply: &DpsReply) -> Class {
     match reply {
         DpsReply::Assigned(a) => Class::Assigned(a.clone()),
-        DpsReply::Assigning { operation, retry_after } => {
-            Class::Assigning { operation: operation.clone(), retry_after: *retry_after }
-        }
+        DpsReply::Assigning {
+            operation,
+            retry_after,
+        } => Class::Assigning {
+            operation: operation.clone(),
+            retry_after: *retry_after,
+        },
         DpsReply::Failed { .. } | DpsReply::Disabled => Class::Blocked,
-        DpsReply::Status { status: 429, retry_after } => Class::Throttled { retry_after: *retry_after },
+        DpsReply::Status {
+            status: 429,
+            retry_after,
+        } => Class::Throttled {
+            retry_after: *retry_after,
+        },
         DpsReply::Status { status, .. } if (400..500).contains(status) => Class::Blocked,
         DpsReply::Status { .. } => Class::DpsTransient,
     }
@@ -154,25 +165,101 @@ pub struct Row {
 /// The classification table, row by row. A unit test checks every row against [`classify`],
 /// and another checks that SPEC.md contains exactly this table.
 pub const TABLE: &[Row] = &[
-    Row { signal: "TCP refused / timeout / reset / DNS / TLS before CONNACK", class: "Unreachable", reaction: "fast backoff, same hub; DPS after `unreachable_threshold` in a row (G1)" },
-    Row { signal: "CONNACK 0", class: "Accepted", reaction: "connected; counters clear; backoff resets after `stable_after` (G7)" },
-    Row { signal: "CONNACK 1 (protocol)", class: "Unavailable", reaction: "as CONNACK 3: this endpoint will not serve us" },
-    Row { signal: "CONNACK 2 (identifier)", class: "AuthRefused", reaction: "as CONNACK 5" },
-    Row { signal: "CONNACK 3 (server unavailable)", class: "Unavailable", reaction: "fast backoff, same hub; DPS after `unavailable_threshold` in a row (G3, G5)" },
-    Row { signal: "CONNACK 4 (bad user name or password)", class: "AuthRefused", reaction: "as CONNACK 5" },
-    Row { signal: "CONNACK 5 (not authorized)", class: "AuthRefused", reaction: "stale token: mint and retry once; fresh token: DPS, once per incident, then backoff (G2)" },
-    Row { signal: "connection lost after CONNACK 0", class: "Dropped", reaction: "fast backoff, same hub; refusals that follow count toward G1/G3" },
-    Row { signal: "DPS 200 `assigned`", class: "Assigned", reaction: "persist the assignment; connect to its hub; leave the blocked regime" },
-    Row { signal: "DPS 202 `assigning` (+ retry-after)", class: "Assigning", reaction: "poll the operation after retry-after (default `dps_poll_default`)" },
-    Row { signal: "DPS `failed` (400209 blocked, 400207, 400208, ...)", class: "Blocked", reaction: "slow profile, never give up, ask DPS each period (G4)" },
-    Row { signal: "DPS `disabled`", class: "Blocked", reaction: "as `failed`" },
-    Row { signal: "DPS 401 / 403 / 404 / other 4xx", class: "Blocked", reaction: "as `failed`: the device cannot fix it, so it waits slowly" },
-    Row { signal: "DPS 429 (+ retry-after)", class: "Throttled", reaction: "same DPS request after max(backoff, retry-after + jitter) (G6)" },
-    Row { signal: "DPS 5xx", class: "DpsTransient", reaction: "fast backoff, same DPS request (G5)" },
-    Row { signal: "DPS unreachable", class: "DpsTransient", reaction: "as DPS 5xx" },
-    Row { signal: "token at `renew_at_percent` of its lifetime", class: "RenewToken", reaction: "planned reconnect with a fresh token (G7)" },
-    Row { signal: "twin 429 / 5xx", class: "RequestTransient", reaction: "retry the request; the connection stands (G5)" },
-    Row { signal: "twin 2xx", class: "Benign", reaction: "nothing" },
+    Row {
+        signal: "TCP refused / timeout / reset / DNS / TLS before CONNACK",
+        class: "Unreachable",
+        reaction: "fast backoff, same hub; DPS after `unreachable_threshold` in a row (G1)",
+    },
+    Row {
+        signal: "CONNACK 0",
+        class: "Accepted",
+        reaction: "connected; counters clear; backoff resets after `stable_after` (G7)",
+    },
+    Row {
+        signal: "CONNACK 1 (protocol)",
+        class: "Unavailable",
+        reaction: "as CONNACK 3: this endpoint will not serve us",
+    },
+    Row {
+        signal: "CONNACK 2 (identifier)",
+        class: "AuthRefused",
+        reaction: "as CONNACK 5",
+    },
+    Row {
+        signal: "CONNACK 3 (server unavailable)",
+        class: "Unavailable",
+        reaction: "fast backoff, same hub; DPS after `unavailable_threshold` in a row (G3, G5)",
+    },
+    Row {
+        signal: "CONNACK 4 (bad user name or password)",
+        class: "AuthRefused",
+        reaction: "as CONNACK 5",
+    },
+    Row {
+        signal: "CONNACK 5 (not authorized)",
+        class: "AuthRefused",
+        reaction: "stale token: mint and retry once; fresh token: DPS, once per incident, then backoff (G2)",
+    },
+    Row {
+        signal: "connection lost after CONNACK 0",
+        class: "Dropped",
+        reaction: "fast backoff, same hub; refusals that follow count toward G1/G3",
+    },
+    Row {
+        signal: "DPS 200 `assigned`",
+        class: "Assigned",
+        reaction: "persist the assignment; connect to its hub; leave the blocked regime",
+    },
+    Row {
+        signal: "DPS 202 `assigning` (+ retry-after)",
+        class: "Assigning",
+        reaction: "poll the operation after retry-after (default `dps_poll_default`)",
+    },
+    Row {
+        signal: "DPS `failed` (400209 blocked, 400207, 400208, ...)",
+        class: "Blocked",
+        reaction: "slow profile, never give up, ask DPS each period (G4)",
+    },
+    Row {
+        signal: "DPS `disabled`",
+        class: "Blocked",
+        reaction: "as `failed`",
+    },
+    Row {
+        signal: "DPS 401 / 403 / 404 / other 4xx",
+        class: "Blocked",
+        reaction: "as `failed`: the device cannot fix it, so it waits slowly",
+    },
+    Row {
+        signal: "DPS 429 (+ retry-after)",
+        class: "Throttled",
+        reaction: "same DPS request after max(backoff, retry-after + jitter) (G6)",
+    },
+    Row {
+        signal: "DPS 5xx",
+        class: "DpsTransient",
+        reaction: "fast backoff, same DPS request (G5)",
+    },
+    Row {
+        signal: "DPS unreachable",
+        class: "DpsTransient",
+        reaction: "as DPS 5xx",
+    },
+    Row {
+        signal: "token at `renew_at_percent` of its lifetime",
+        class: "RenewToken",
+        reaction: "planned reconnect with a fresh token (G7)",
+    },
+    Row {
+        signal: "twin 429 / 5xx",
+        class: "RequestTransient",
+        reaction: "retry the request; the connection stands (G5)",
+    },
+    Row {
+        signal: "twin 2xx",
+        class: "Benign",
+        reaction: "nothing",
+    },
 ];
 
 /// Renders [`TABLE`] as the markdown table that SPEC.md embeds.
@@ -180,7 +267,11 @@ pub fn render_table() -> String {
     use core::fmt::Write as _;
     let mut out = String::from("| wire signal | class | reaction |\n| --- | --- | --- |\n");
     for row in TABLE {
-        let _ = writeln!(out, "| {} | `{}` | {} |", row.signal, row.class, row.reaction);
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | {} |",
+            row.signal, row.class, row.reaction
+        );
     }
     out
 }

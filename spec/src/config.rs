@@ -57,20 +57,20 @@ impl Default for Config {
             fast: Profile {
                 floor: Duration::from_millis(500),
                 initial: Duration::from_secs(1),
-                cap: Duration::from_secs(120),
+                cap: Duration::from_mins(2),
             },
             slow: Profile {
-                floor: Duration::from_secs(60),
-                initial: Duration::from_secs(60),
-                cap: Duration::from_secs(30 * 60),
+                floor: Duration::from_mins(1),
+                initial: Duration::from_mins(1),
+                cap: Duration::from_mins(30),
             },
             min_attempt_spacing: Duration::from_millis(500),
             stable_after: Duration::from_secs(30),
             attempt_timeout: Duration::from_secs(30),
-            token_ttl: Duration::from_secs(3600),
+            token_ttl: Duration::from_hours(1),
             renew_at_percent: 85,
             retry_after_jitter: Duration::from_secs(2),
-            max_retry_after: Duration::from_secs(30 * 60),
+            max_retry_after: Duration::from_mins(30),
             dps_poll_default: Duration::from_secs(2),
         }
     }
@@ -196,8 +196,16 @@ mod tests {
 
     #[test]
     fn zero_threshold_is_rejected() {
-        let c = Config { unreachable_threshold: 0, ..Config::default() };
-        assert_eq!(c.validate(), Err(ConfigError::ZeroThreshold { name: "unreachable_threshold" }));
+        let c = Config {
+            unreachable_threshold: 0,
+            ..Config::default()
+        };
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::ZeroThreshold {
+                name: "unreachable_threshold"
+            })
+        );
     }
 
     #[test]
@@ -209,14 +217,22 @@ mod tests {
 
     #[test]
     fn renewal_before_stable_is_rejected() {
-        let c = Config { token_ttl: Duration::from_secs(20), ..Config::default() };
+        let c = Config {
+            token_ttl: Duration::from_secs(20),
+            ..Config::default()
+        };
         assert_eq!(c.validate(), Err(ConfigError::RenewBeforeStable));
     }
 
     #[test]
     fn floor_below_spacing_is_rejected() {
-        let mut c = Config::default();
-        c.min_attempt_spacing = Duration::from_secs(2);
-        assert_eq!(c.validate(), Err(ConfigError::FloorBelowSpacing { name: "fast" }));
+        let c = Config {
+            min_attempt_spacing: Duration::from_secs(2),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::FloorBelowSpacing { name: "fast" })
+        );
     }
 }

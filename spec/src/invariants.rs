@@ -37,7 +37,9 @@ impl Violation {
     pub fn guarantee(self) -> Guarantee {
         match self {
             Self::WakeMismatch | Self::TimeoutMismatch => Guarantee::G8,
-            Self::RenewalMissing | Self::StrayConnectionTimer | Self::TimerAfterStop => Guarantee::G7,
+            Self::RenewalMissing | Self::StrayConnectionTimer | Self::TimerAfterStop => {
+                Guarantee::G7
+            }
             Self::ConnectingWithoutAssignment | Self::CounterOutOfRange => Guarantee::G1,
         }
     }
@@ -74,7 +76,10 @@ pub fn check(cfg: &Config, s: &State) -> Result<(), Violation> {
         return Err(Violation::ConnectingWithoutAssignment);
     }
     let limit = saturation(&cfg.fast).max(saturation(&cfg.slow));
-    if s.unreachable > cfg.unreachable_threshold || s.unavailable > cfg.unavailable_threshold || s.attempt > limit {
+    if s.unreachable > cfg.unreachable_threshold
+        || s.unavailable > cfg.unavailable_threshold
+        || s.attempt > limit
+    {
         return Err(Violation::CounterOutOfRange);
     }
     Ok(())

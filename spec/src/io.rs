@@ -6,7 +6,9 @@ use crate::time::Millis;
 use alloc::string::String;
 
 /// A request from the application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Command {
     /// Begin: connect to the cached hub, or register with DPS when there is no cache.
     Start,

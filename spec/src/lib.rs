@@ -70,4 +70,7 @@ pub use mutation::Mutation;
 pub use state::{Assignment, AuthStage, Next, Phase, PhaseKind, State, Timer, Timers, Token};
 pub use step::{Step, step};
 pub use time::Millis;
-pub use trace::{Credential, Divergence, DpsAnswer, DpsRequest, Observation, Observed, Side, TraceCheck, validate_trace, validate_trace_with};
+pub use trace::{
+    Credential, Divergence, DpsAnswer, DpsRequest, Observation, Observed, Side, TraceCheck,
+    validate_trace, validate_trace_with,
+};

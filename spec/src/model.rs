@@ -56,8 +56,16 @@ impl Instance {
         let cfg = Config {
             unreachable_threshold: 2,
             unavailable_threshold: 2,
-            fast: Profile { floor: secs(1), initial: secs(1), cap: secs(4) },
-            slow: Profile { floor: secs(8), initial: secs(8), cap: secs(16) },
+            fast: Profile {
+                floor: secs(1),
+                initial: secs(1),
+                cap: secs(4),
+            },
+            slow: Profile {
+                floor: secs(8),
+                initial: secs(8),
+                cap: secs(16),
+            },
             min_attempt_spacing: secs(1),
             stable_after: secs(5),
             attempt_timeout: secs(3),
@@ -78,20 +86,27 @@ impl Instance {
 
     /// The smaller instance exported to SPIN: no application commands, the longest draw only.
     pub fn liveness(mutation: Mutation) -> Self {
-        Self { app_commands: false, draws: alloc::vec![Draw::MAX], ..Self::standard(mutation) }
+        Self {
+            app_commands: false,
+            draws: alloc::vec![Draw::MAX],
+            ..Self::standard(mutation)
+        }
     }
 
     /// The initial worlds: without and with a cached assignment.
     pub fn init(&self) -> Vec<World> {
         let mut out = alloc::vec![World::new(State::new(None))];
         if let Some(hub) = self.hubs.first() {
-            out.push(World::new(State::new(Some(self.assignment(hub)))));
+            out.push(World::new(State::new(Some(Self::assignment(hub)))));
         }
         out
     }
 
-    fn assignment(&self, hub: &str) -> Assignment {
-        Assignment { hub: hub.to_string(), device_id: "dev".to_string() }
+    fn assignment(hub: &str) -> Assignment {
+        Assignment {
+            hub: hub.to_string(),
+            device_id: "dev".to_string(),
+        }
     }
 
     /// Every move the cloud, the timers and the application can make in `w`.
@@ -103,7 +118,12 @@ impl Instance {
         let s = &w.device;
         let mut push = |input: Input, advance: u64, good: bool| {
             for &draw in &self.draws {
-                out.push(Move { input: input.clone(), draw, advance, good });
+                out.push(Move {
+                    input: input.clone(),
+                    draw,
+                    advance,
+                    good,
+                });
             }
         };
         if s.phase == Phase::Idle {
@@ -113,7 +133,11 @@ impl Instance {
         if let Some((_, at)) = s.timers.earliest() {
             for t in Timer::ALL {
                 if s.timers.get(t) == Some(at) {
-                    push(Input::TimerFired(t), at.0.saturating_sub(ORIGIN), t != Timer::AttemptTimeout);
+                    push(
+                        Input::TimerFired(t),
+                        at.0.saturating_sub(ORIGIN),
+                        t != Timer::AttemptTimeout,
+                    );
                 }
             }
         }
@@ -123,19 +147,46 @@ impl Instance {
                 push(sig(WireSignal::ConnAck(0)), 0, true);
                 push(sig(WireSignal::ConnAck(3)), 0, false);
                 push(sig(WireSignal::ConnAck(5)), 0, false);
-                push(sig(WireSignal::ConnectFailed(ConnectFailure::Reset)), 0, false);
+                push(
+                    sig(WireSignal::ConnectFailed(ConnectFailure::Reset)),
+                    0,
+                    false,
+                );
             }
             Phase::Registering | Phase::Polling { .. } => {
                 for hub in &self.hubs {
-                    push(sig(WireSignal::Dps(DpsReply::Assigned(self.assignment(hub)))), 0, true);
+                    push(
+                        sig(WireSignal::Dps(DpsReply::Assigned(Self::assignment(hub)))),
+                        0,
+                        true,
+                    );
                 }
                 let registering = s.phase == Phase::Registering;
-                let assigning = DpsReply::Assigning { operation: "op".to_string(), retry_after: Some(secs(2)) };
+                let assigning = DpsReply::Assigning {
+                    operation: "op".to_string(),
+                    retry_after: Some(secs(2)),
+                };
                 push(sig(WireSignal::Dps(assigning)), 0, registering);
-                push(sig(WireSignal::Dps(DpsReply::Failed { error_code: 400_209 })), 0, false);
-                let throttled = DpsReply::Status { status: 429, retry_after: Some(secs(3)) };
+                push(
+                    sig(WireSignal::Dps(DpsReply::Failed {
+                        error_code: 400_209,
+                    })),
+                    0,
+                    false,
+                );
+                let throttled = DpsReply::Status {
+                    status: 429,
+                    retry_after: Some(secs(3)),
+                };
                 push(sig(WireSignal::Dps(throttled)), 0, false);
-                push(sig(WireSignal::Dps(DpsReply::Status { status: 500, retry_after: None })), 0, false);
+                push(
+                    sig(WireSignal::Dps(DpsReply::Status {
+                        status: 500,
+                        retry_after: None,
+                    })),
+                    0,
+                    false,
+                );
             }
             Phase::Connected { .. } => push(sig(WireSignal::ConnectionLost), 0, false),
             Phase::Idle | Phase::Waiting { .. } | Phase::Stopped => {}
@@ -149,6 +200,12 @@ impl Instance {
 
     /// Applies a move: one spec step, the three checks, then the shift back to [`ORIGIN`].
     pub fn apply(&self, w: &World, mv: &Move) -> World {
+        self.apply_observed(w, mv).0
+    }
+
+    /// [`Instance::apply`], also returning what the cloud saw (at the move's time, relative to
+    /// [`ORIGIN`] before the shift: add `mv.advance` to the running clock).
+    pub fn apply_observed(&self, w: &World, mv: &Move) -> (World, Vec<Observed>) {
         let now = Millis(ORIGIN + mv.advance);
         let env = Env { now, draw: mv.draw };
         let out = step_mutated(&self.cfg, &w.device, &mv.input, env, self.mutation);
@@ -159,11 +216,14 @@ impl Instance {
             stopped: w.stopped,
             violation: None,
         };
-        next.violation = self.check(w, &mut next, mv, now, &out.actions).err();
+        let mut seen = Vec::new();
+        next.violation = self
+            .check(w, &mut next, mv, now, &out.actions, &mut seen)
+            .err();
         next.device = next.device.shifted(mv.advance);
         next.monitor = next.monitor.shifted(mv.advance);
         self.normalize(&mut next);
-        next
+        (next, seen)
     }
 
     /// Clamps or forgets what can no longer influence any future move, so that equivalent
@@ -192,11 +252,22 @@ impl Instance {
             w.monitor = Monitor::default();
             w.fingerprint = false;
         }
-        let check = TraceCheck { config: cfg.clone(), tolerance: Duration::ZERO };
+        let check = TraceCheck {
+            config: cfg.clone(),
+            tolerance: Duration::ZERO,
+        };
         w.monitor = w.monitor.normalized(&check, now);
     }
 
-    fn check(&self, before: &World, after: &mut World, mv: &Move, now: Millis, actions: &[Action]) -> Result<(), (Guarantee, String)> {
+    fn check(
+        &self,
+        before: &World,
+        after: &mut World,
+        mv: &Move,
+        now: Millis,
+        actions: &[Action],
+        seen: &mut Vec<Observed>,
+    ) -> Result<(), (Guarantee, String)> {
         if before.stopped && !actions.is_empty() {
             return Err((Guarantee::G7, "acted after stop".to_string()));
         }
@@ -207,50 +278,91 @@ impl Instance {
             after.monitor.app_intervened();
         }
         invariants::check(&self.cfg, &after.device).map_err(|v| (v.guarantee(), v.to_string()))?;
-        if after.device.attempt < before.device.attempt && mv.input != Input::TimerFired(Timer::Stable) {
-            return Err((Guarantee::G7, "backoff reset before the connection was stable".to_string()));
+        if after.device.attempt < before.device.attempt
+            && mv.input != Input::TimerFired(Timer::Stable)
+        {
+            return Err((
+                Guarantee::G7,
+                "backoff reset before the connection was stable".to_string(),
+            ));
         }
         self.check_full_jitter(before, after, mv, now, actions)?;
-        let check = TraceCheck { config: self.cfg.clone(), tolerance: Duration::ZERO };
-        for ev in self.observations(before, after, mv, now, actions) {
+        let check = TraceCheck {
+            config: self.cfg.clone(),
+            tolerance: Duration::ZERO,
+        };
+        for ev in Self::observations(before, after, mv, now, actions) {
+            seen.push(ev.clone());
             after.monitor.observe(&check, now, &ev)?;
         }
         Ok(())
     }
 
     /// G7 full jitter: with the smallest draw, a failure's backoff is the profile floor.
-    fn check_full_jitter(&self, before: &World, after: &World, mv: &Move, now: Millis, actions: &[Action]) -> Result<(), (Guarantee, String)> {
-        let Input::Signal(sig) = &mv.input else { return Ok(()) };
+    fn check_full_jitter(
+        &self,
+        before: &World,
+        after: &World,
+        mv: &Move,
+        now: Millis,
+        actions: &[Action],
+    ) -> Result<(), (Guarantee, String)> {
+        let Input::Signal(sig) = &mv.input else {
+            return Ok(());
+        };
         let failure = matches!(
             classify(sig),
-            Class::Unreachable | Class::Unavailable | Class::Dropped | Class::Blocked | Class::DpsTransient
+            Class::Unreachable
+                | Class::Unavailable
+                | Class::Dropped
+                | Class::Blocked
+                | Class::DpsTransient
         );
-        if !failure || mv.draw != Draw::MIN || !before.device.phase.is_in_flight() && sig != &WireSignal::ConnectionLost {
+        if !failure
+            || mv.draw != Draw::MIN
+            || !before.device.phase.is_in_flight() && sig != &WireSignal::ConnectionLost
+        {
             return Ok(());
         }
         let floor = self.cfg.profile(after.device.blocked).floor;
         for a in actions {
-            if let Action::ArmTimer { timer: Timer::Wake, at } = a
+            if let Action::ArmTimer {
+                timer: Timer::Wake,
+                at,
+            } = a
                 && *at > now.plus(floor)
             {
-                return Err((Guarantee::G7, "the smallest draw did not give the floor: jitter lost".to_string()));
+                return Err((
+                    Guarantee::G7,
+                    "the smallest draw did not give the floor: jitter lost".to_string(),
+                ));
             }
         }
         Ok(())
     }
 
     /// What the cloud saw in this move, in order.
-    fn observations(&self, before: &World, after: &mut World, mv: &Move, now: Millis, actions: &[Action]) -> Vec<Observed> {
+    fn observations(
+        before: &World,
+        after: &mut World,
+        mv: &Move,
+        now: Millis,
+        actions: &[Action],
+    ) -> Vec<Observed> {
         let mut obs = Vec::new();
         let was = &before.device.phase;
         match &mv.input {
             Input::Signal(WireSignal::ConnAck(code)) => obs.push(Observed::ConnAck { code: *code }),
-            Input::Signal(WireSignal::ConnectFailed(_)) => obs.push(self.refused(before)),
-            Input::Signal(WireSignal::ConnectionLost) => obs.push(Observed::Disconnect { by: Side::Cloud }),
+            Input::Signal(WireSignal::ConnectFailed(_)) => obs.push(Self::refused(before)),
+            Input::Signal(WireSignal::ConnectionLost) => {
+                obs.push(Observed::Disconnect { by: Side::Cloud });
+            }
             Input::Signal(WireSignal::Dps(reply)) => obs.push(Observed::DpsResponse(answer(reply))),
             Input::TimerFired(Timer::AttemptTimeout) => match was {
-                Phase::Connecting { .. } => obs.push(self.refused(before)),
-                Phase::Registering | Phase::Polling { .. } => obs.push(Observed::DpsResponse(DpsAnswer::Dropped)),
+                Phase::Connecting { .. } => obs.push(Self::refused(before)),
+                Phase::Registering | Phase::Polling { .. } => {
+                    obs.push(Observed::DpsResponse(DpsAnswer::Dropped));
+                }
                 _ => {}
             },
             _ => {}
@@ -265,9 +377,17 @@ impl Instance {
                     expiry = Some(*expires_at);
                 }
                 Action::ConnectHub(a) => {
-                    let e = expiry.or(after.device.token.map(|t| t.expires_at)).unwrap_or(now);
-                    let credential = Credential { fingerprint: u64::from(after.fingerprint), valid_for: e.since(now) };
-                    obs.push(Observed::HubConnect { hub: a.hub.clone(), credential: Some(credential) });
+                    let e = expiry
+                        .or(after.device.token.map(|t| t.expires_at))
+                        .unwrap_or(now);
+                    let credential = Credential {
+                        fingerprint: u64::from(after.fingerprint),
+                        valid_for: e.since(now),
+                    };
+                    obs.push(Observed::HubConnect {
+                        hub: a.hub.clone(),
+                        credential: Some(credential),
+                    });
                 }
                 Action::Close if matches!(was, Phase::Connected { .. }) || was.is_in_flight() => {
                     obs.push(Observed::Disconnect { by: Side::Device });
@@ -278,8 +398,12 @@ impl Instance {
         obs
     }
 
-    fn refused(&self, before: &World) -> Observed {
-        let hub = before.device.cache.as_ref().map_or_else(String::new, |a| a.hub.clone());
+    fn refused(before: &World) -> Observed {
+        let hub = before
+            .device
+            .cache
+            .as_ref()
+            .map_or_else(String::new, |a| a.hub.clone());
         Observed::HubRefused { hub }
     }
 }
@@ -288,9 +412,17 @@ fn answer(reply: &DpsReply) -> DpsAnswer {
     match reply {
         DpsReply::Assigned(a) => DpsAnswer::Assigned { hub: a.hub.clone() },
         DpsReply::Assigning { .. } => DpsAnswer::Assigning,
-        DpsReply::Failed { error_code } => DpsAnswer::Failed { error_code: *error_code },
+        DpsReply::Failed { error_code } => DpsAnswer::Failed {
+            error_code: *error_code,
+        },
         DpsReply::Disabled => DpsAnswer::Disabled,
-        DpsReply::Status { status, retry_after } => DpsAnswer::Status { status: *status, retry_after: *retry_after },
+        DpsReply::Status {
+            status,
+            retry_after,
+        } => DpsAnswer::Status {
+            status: *status,
+            retry_after: *retry_after,
+        },
     }
 }
 
@@ -324,7 +456,13 @@ pub struct World {
 
 impl World {
     fn new(device: State) -> Self {
-        Self { device, monitor: Monitor::default(), fingerprint: false, stopped: false, violation: None }
+        Self {
+            device,
+            monitor: Monitor::default(),
+            fingerprint: false,
+            stopped: false,
+            violation: None,
+        }
     }
 
     /// Whether the device is connected.

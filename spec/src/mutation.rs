@@ -5,7 +5,9 @@
 //! export and the trace validator can each be shown to reject a wrong policy.
 
 /// One deliberate bug in the policy, named after what it breaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Mutation {
     /// The faithful spec.
     None,

@@ -8,7 +8,9 @@ use crate::time::Millis;
 ///
 /// This is the assignment cache's content. It is part of the state, and a cached assignment is
 /// used at start-up without calling DPS (SPEC §1.3).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Assignment {
     /// The hub host name DPS returned as `assignedHub`.
     pub hub: String,
@@ -17,7 +19,9 @@ pub struct Assignment {
 }
 
 /// The attempt a [`Phase::Waiting`] state starts when its timer fires.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Next {
     /// A DPS registration (register request).
     Register,
@@ -31,7 +35,9 @@ pub enum Next {
 }
 
 /// Where the device is.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Phase {
     /// Not started.
     Idle,
@@ -62,7 +68,9 @@ pub enum Phase {
 }
 
 /// Kinds of [`Phase`], for tables, coverage and messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum PhaseKind {
     /// [`Phase::Idle`].
     Idle,
@@ -82,8 +90,15 @@ pub enum PhaseKind {
 
 impl PhaseKind {
     /// Every kind.
-    pub const ALL: [Self; 7] =
-        [Self::Idle, Self::Waiting, Self::Registering, Self::Polling, Self::Connecting, Self::Connected, Self::Stopped];
+    pub const ALL: [Self; 7] = [
+        Self::Idle,
+        Self::Waiting,
+        Self::Registering,
+        Self::Polling,
+        Self::Connecting,
+        Self::Connected,
+        Self::Stopped,
+    ];
 }
 
 impl Phase {
@@ -102,12 +117,27 @@ impl Phase {
 
     /// True while a DPS request or a hub CONNECT is in flight.
     pub fn is_in_flight(&self) -> bool {
-        matches!(self, Self::Registering | Self::Polling { .. } | Self::Connecting { .. })
+        matches!(
+            self,
+            Self::Registering | Self::Polling { .. } | Self::Connecting { .. }
+        )
     }
 }
 
 /// Where the G2 fresh-token retry stands in the current auth incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum AuthStage {
     /// No auth refusal since the last CONNACK 0.
     #[default]
@@ -120,7 +150,9 @@ pub enum AuthStage {
 
 /// The spec's timers. Each is armed by [`crate::Action::ArmTimer`] and reported back by
 /// [`crate::Input::TimerFired`]; a firing for a timer that is not armed is stale and ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Timer {
     /// Start the [`Next`] attempt of [`Phase::Waiting`].
     Wake,
@@ -147,7 +179,19 @@ impl Timer {
 }
 
 /// The armed deadline of every timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Timers([Option<Millis>; 4]);
 
 impl Timers {
@@ -162,7 +206,10 @@ impl Timers {
 
     /// The earliest armed deadline and its timer.
     pub fn earliest(&self) -> Option<(Timer, Millis)> {
-        Timer::ALL.into_iter().filter_map(|t| self.get(t).map(|at| (t, at))).min_by_key(|&(_, at)| at)
+        Timer::ALL
+            .into_iter()
+            .filter_map(|t| self.get(t).map(|at| (t, at)))
+            .min_by_key(|&(_, at)| at)
     }
 
     /// True when no timer is armed.
@@ -172,7 +219,9 @@ impl Timers {
 }
 
 /// The hub token the device holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Token {
     /// When it was minted.
     pub minted_at: Millis,
@@ -181,7 +230,9 @@ pub struct Token {
 }
 
 /// The full state of the spec.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct State {
     /// Where the device is.
     pub phase: Phase,
@@ -232,10 +283,14 @@ impl State {
         if let Phase::Connected { since } = &mut s.phase {
             *since = since.minus_ms(delta);
         }
-        s.token = s.token.map(|t| Token { minted_at: t.minted_at.minus_ms(delta), expires_at: t.expires_at.minus_ms(delta) });
+        s.token = s.token.map(|t| Token {
+            minted_at: t.minted_at.minus_ms(delta),
+            expires_at: t.expires_at.minus_ms(delta),
+        });
         s.last_attempt = s.last_attempt.map(|t| t.minus_ms(delta));
         for t in Timer::ALL {
-            s.timers.set(t, s.timers.get(t).map(|at| at.minus_ms(delta)));
+            s.timers
+                .set(t, s.timers.get(t).map(|at| at.minus_ms(delta)));
         }
         s
     }

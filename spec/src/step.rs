@@ -29,10 +29,25 @@ pub fn step(cfg: &Config, state: &State, input: &Input, env: Env) -> Step {
 }
 
 /// [`step`] with a seeded mutant (SPEC §7.3).
-pub fn step_mutated(cfg: &Config, state: &State, input: &Input, env: Env, mutation: Mutation) -> Step {
-    let mut cx = Cx { cfg, s: state.clone(), actions: Vec::new(), env, m: mutation };
+pub fn step_mutated(
+    cfg: &Config,
+    state: &State,
+    input: &Input,
+    env: Env,
+    mutation: Mutation,
+) -> Step {
+    let mut cx = Cx {
+        cfg,
+        s: state.clone(),
+        actions: Vec::new(),
+        env,
+        m: mutation,
+    };
     cx.handle(input);
-    Step { state: cx.s, actions: cx.actions }
+    Step {
+        state: cx.s,
+        actions: cx.actions,
+    }
 }
 
 struct Cx<'a> {
@@ -47,7 +62,10 @@ impl Cx<'_> {
     fn handle(&mut self, input: &Input) {
         if self.s.phase == Phase::Stopped {
             // G7: after a stop command, no further action. (The mutant keeps acting.)
-            if self.m == Mutation::ActAfterStop && *input == Input::TimerFired(Timer::Wake) && self.fire(Timer::Wake) {
+            if self.m == Mutation::ActAfterStop
+                && *input == Input::TimerFired(Timer::Wake)
+                && self.fire(Timer::Wake)
+            {
                 self.start(Next::Register);
             }
             return;
@@ -69,7 +87,11 @@ impl Cx<'_> {
         match c {
             Command::Start => {
                 if self.s.phase == Phase::Idle {
-                    let next = if self.s.cache.is_some() { Next::Connect } else { Next::Register };
+                    let next = if self.s.cache.is_some() {
+                        Next::Connect
+                    } else {
+                        Next::Register
+                    };
                     self.schedule(next, Duration::ZERO);
                 }
             }
@@ -186,7 +208,10 @@ impl Cx<'_> {
         }
         self.arm(Timer::Stable, now.plus(self.cfg.stable_after));
         if self.m != Mutation::SkipTokenRenewal {
-            let renew = self.s.token.map_or(now, |t| t.minted_at.plus(self.cfg.renew_after()));
+            let renew = self
+                .s
+                .token
+                .map_or(now, |t| t.minted_at.plus(self.cfg.renew_after()));
             self.arm(Timer::Renew, renew.max(now));
         }
     }
@@ -201,7 +226,9 @@ impl Cx<'_> {
     fn hub_unreachable(&mut self) {
         self.s.unreachable = (self.s.unreachable + 1).min(self.cfg.unreachable_threshold);
         let d = self.fail_delay(None);
-        if self.s.unreachable >= self.cfg.unreachable_threshold && self.m != Mutation::NeverReprovisionOnUnreachable {
+        if self.s.unreachable >= self.cfg.unreachable_threshold
+            && self.m != Mutation::NeverReprovisionOnUnreachable
+        {
             self.invalidate();
             self.schedule(Next::Register, d);
         } else {
@@ -262,18 +289,28 @@ impl Cx<'_> {
                 self.s.unavailable = 0;
                 self.schedule(Next::Connect, Duration::ZERO);
             }
-            Class::Assigning { operation, retry_after } => {
+            Class::Assigning {
+                operation,
+                retry_after,
+            } => {
                 let wanted = match (self.m, retry_after) {
                     (Mutation::IgnoreRetryAfter, _) | (_, None) => self.cfg.dps_poll_default,
                     (_, Some(ra)) => *ra,
                 };
                 let at = self.env.now.plus(wanted.min(self.cfg.max_retry_after));
-                self.wait(Next::Poll { operation: operation.clone() }, at);
+                self.wait(
+                    Next::Poll {
+                        operation: operation.clone(),
+                    },
+                    at,
+                );
             }
             Class::Blocked => {
                 if self.m == Mutation::GiveUpWhenBlocked {
                     self.s.blocked = true;
-                    self.s.phase = Phase::Waiting { next: Next::Register };
+                    self.s.phase = Phase::Waiting {
+                        next: Next::Register,
+                    };
                     return;
                 }
                 self.s.blocked = true;
@@ -339,18 +376,26 @@ impl Cx<'_> {
                 self.s.last_attempt = Some(now);
             }
             Next::Poll { operation } => {
-                self.act(Action::Poll { operation: operation.clone() });
+                self.act(Action::Poll {
+                    operation: operation.clone(),
+                });
                 self.s.phase = Phase::Polling { operation };
             }
             Next::Connect => {
                 let Some(assignment) = self.s.cache.clone() else {
                     return self.start(Next::Register);
                 };
-                let stale = self.s.token.is_none_or(|t| now >= t.minted_at.plus(self.cfg.renew_after()));
+                let stale = self
+                    .s
+                    .token
+                    .is_none_or(|t| now >= t.minted_at.plus(self.cfg.renew_after()));
                 let fresh = stale || self.s.auth != AuthStage::Clear;
                 if fresh {
                     let expires_at = now.plus(self.cfg.token_ttl);
-                    self.s.token = Some(Token { minted_at: now, expires_at });
+                    self.s.token = Some(Token {
+                        minted_at: now,
+                        expires_at,
+                    });
                     self.act(Action::MintToken { expires_at });
                 }
                 self.act(Action::ConnectHub(assignment));
@@ -397,6 +442,10 @@ impl Cx<'_> {
 fn is_dps(c: &Class) -> bool {
     matches!(
         c,
-        Class::Assigned(_) | Class::Assigning { .. } | Class::Blocked | Class::Throttled { .. } | Class::DpsTransient
+        Class::Assigned(_)
+            | Class::Assigning { .. }
+            | Class::Blocked
+            | Class::Throttled { .. }
+            | Class::DpsTransient
     )
 }

@@ -7,7 +7,19 @@ use core::time::Duration;
 ///
 /// The spec never reads a clock: every input carries the current `Millis`, and every
 /// deadline the spec arms is a `Millis` on the same clock (SPEC §1.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Millis(pub u64);
 
 impl Millis {

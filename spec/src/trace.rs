@@ -15,7 +15,9 @@ use crate::guarantee::Guarantee;
 use crate::time::Millis;
 
 /// What a DPS request was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum DpsRequest {
     /// A register request: starts a registration (an attempt).
     Register,
@@ -24,7 +26,9 @@ pub enum DpsRequest {
 }
 
 /// What DPS answered, as the cloud recorded it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum DpsAnswer {
     /// `assigned` to this hub.
     Assigned {
@@ -52,7 +56,9 @@ pub enum DpsAnswer {
 }
 
 /// The credential a hub CONNECT carried, without any secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Credential {
     /// A fingerprint that differs between tokens (for example a hash of the signature).
     pub fingerprint: u64,
@@ -61,7 +67,9 @@ pub struct Credential {
 }
 
 /// Who closed a hub connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Side {
     /// The device closed it (DISCONNECT or socket close).
     Device,
@@ -70,7 +78,9 @@ pub enum Side {
 }
 
 /// One cloud-visible event.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Observed {
     /// DPS received a request.
     DpsRequest(DpsRequest),
@@ -140,7 +150,10 @@ pub struct TraceCheck {
 
 impl Default for TraceCheck {
     fn default() -> Self {
-        Self { config: Config::default(), tolerance: Duration::from_millis(100) }
+        Self {
+            config: Config::default(),
+            tolerance: Duration::from_millis(100),
+        }
     }
 }
 
@@ -150,31 +163,40 @@ pub fn validate_trace(observations: &[Observation]) -> Result<(), Divergence> {
 }
 
 /// Checks a trace, device by device, in timestamp order within each device.
-pub fn validate_trace_with(check: &TraceCheck, observations: &[Observation]) -> Result<(), Divergence> {
+pub fn validate_trace_with(
+    check: &TraceCheck,
+    observations: &[Observation],
+) -> Result<(), Divergence> {
     let mut monitors: BTreeMap<&str, Monitor> = BTreeMap::new();
-    let end = observations.iter().filter(|o| o.event == Observed::End).map(|o| o.at).max();
+    let end = observations
+        .iter()
+        .filter(|o| o.event == Observed::End)
+        .map(|o| o.at)
+        .max();
     for (i, o) in observations.iter().enumerate() {
         if o.event == Observed::End {
             continue;
         }
         let m = monitors.entry(o.device.as_str()).or_default();
-        m.observe(check, o.at, &o.event).map_err(|(g, reason)| Divergence {
-            guarantee: g,
-            step: i,
-            at: o.at,
-            device: o.device.clone(),
-            reason,
-        })?;
+        m.observe(check, o.at, &o.event)
+            .map_err(|(g, reason)| Divergence {
+                guarantee: g,
+                step: i,
+                at: o.at,
+                device: o.device.clone(),
+                reason,
+            })?;
     }
     if let Some(end) = end {
         for (device, m) in &mut monitors {
-            m.observe(check, end, &Observed::End).map_err(|(g, reason)| Divergence {
-                guarantee: g,
-                step: observations.len().saturating_sub(1),
-                at: end,
-                device: String::from(*device),
-                reason,
-            })?;
+            m.observe(check, end, &Observed::End)
+                .map_err(|(g, reason)| Divergence {
+                    guarantee: g,
+                    step: observations.len().saturating_sub(1),
+                    at: end,
+                    device: String::from(*device),
+                    reason,
+                })?;
         }
     }
     Ok(())
@@ -195,9 +217,10 @@ enum Next {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Monitor {
     in_flight: bool,
-    /// Connected: the token's expiry, if a SAS token.
-    connected: Option<Option<Millis>>,
-    pending_credential: Option<Option<Credential>>,
+    /// Connected, with the token's expiry when it is a SAS token.
+    connected: Option<Live>,
+    /// A hub connect awaiting its CONNACK, with the credential it carried.
+    pending: Option<Pending>,
     last_start: Option<Millis>,
     unreachable: u32,
     unavailable: u32,
@@ -213,9 +236,26 @@ pub struct Monitor {
 
 type Broken = (Guarantee, String);
 
+/// A live connection, as the monitor tracks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Live {
+    expiry: Option<Millis>,
+}
+
+/// A hub connect awaiting its CONNACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Pending {
+    credential: Option<Credential>,
+}
+
 impl Monitor {
     /// Feeds one observation of this device; `Err` names the violated guarantee.
-    pub fn observe(&mut self, check: &TraceCheck, at: Millis, event: &Observed) -> Result<(), Broken> {
+    pub fn observe(
+        &mut self,
+        check: &TraceCheck,
+        at: Millis,
+        event: &Observed,
+    ) -> Result<(), Broken> {
         let cfg = &check.config;
         let tol = check.tolerance;
         self.check_bounds(cfg, tol, at)?;
@@ -223,22 +263,42 @@ impl Monitor {
             Observed::HubConnect { hub, credential } => {
                 self.attempt_start(cfg, tol, at, true)?;
                 if self.unreachable >= cfg.unreachable_threshold {
-                    return Err((Guarantee::G1, format!("hub connect after {} unreachable failures without DPS", self.unreachable)));
+                    return Err((
+                        Guarantee::G1,
+                        format!(
+                            "hub connect after {} unreachable failures without DPS",
+                            self.unreachable
+                        ),
+                    ));
                 }
                 if self.unavailable >= cfg.unavailable_threshold {
-                    return Err((Guarantee::G3, format!("hub connect after {} CONNACK 3 refusals without DPS", self.unavailable)));
+                    return Err((
+                        Guarantee::G3,
+                        format!(
+                            "hub connect after {} CONNACK 3 refusals without DPS",
+                            self.unavailable
+                        ),
+                    ));
                 }
                 if let Some(assigned) = &self.assigned
                     && assigned != hub
                 {
-                    return Err((Guarantee::G1, format!("connected to {hub}, but DPS assigned {assigned}")));
+                    return Err((
+                        Guarantee::G1,
+                        format!("connected to {hub}, but DPS assigned {assigned}"),
+                    ));
                 }
                 if let (Some(fp), Some(c)) = (self.refused_fingerprint, credential)
                     && c.fingerprint == fp
                 {
-                    return Err((Guarantee::G2, String::from("reconnected with the token the hub refused")));
+                    return Err((
+                        Guarantee::G2,
+                        String::from("reconnected with the token the hub refused"),
+                    ));
                 }
-                self.pending_credential = Some(*credential);
+                self.pending = Some(Pending {
+                    credential: *credential,
+                });
                 self.refused_fingerprint = None;
                 self.assigned = None;
             }
@@ -253,7 +313,10 @@ impl Monitor {
             }
             Observed::DpsRequest(DpsRequest::Poll) => {
                 if self.in_flight {
-                    return Err((Guarantee::G7, String::from("poll while another request is in flight")));
+                    return Err((
+                        Guarantee::G7,
+                        String::from("poll while another request is in flight"),
+                    ));
                 }
                 self.check_not_before(tol, at)?;
                 self.in_flight = true;
@@ -262,7 +325,7 @@ impl Monitor {
             Observed::ConnAck { code } => self.connack(cfg, at, *code),
             Observed::HubRefused { .. } => {
                 self.in_flight = false;
-                self.pending_credential = None;
+                self.pending = None;
                 self.unreachable += 1;
                 self.failed(at, Next::Free, cfg.fast.floor);
             }
@@ -276,7 +339,9 @@ impl Monitor {
     #[must_use]
     pub fn shifted(&self, delta: u64) -> Self {
         let mut m = self.clone();
-        m.connected = m.connected.map(|e| e.map(|t| t.minus_ms(delta)));
+        m.connected = m.connected.map(|l| Live {
+            expiry: l.expiry.map(|t| t.minus_ms(delta)),
+        });
         m.last_start = m.last_start.map(|t| t.minus_ms(delta));
         m.not_before = m.not_before.map(|(t, g)| (t.minus_ms(delta), g));
         m.quiet_since = m.quiet_since.map(|t| t.minus_ms(delta));
@@ -320,39 +385,72 @@ impl Monitor {
     }
 
     fn check_bounds(&self, cfg: &Config, tol: Duration, at: Millis) -> Result<(), Broken> {
-        if let Some(Some(expiry)) = self.connected
+        if let Some(Live {
+            expiry: Some(expiry),
+        }) = self.connected
             && at > expiry.plus(tol)
         {
-            return Err((Guarantee::G7, format!("connection outlived its token (expired {expiry})")));
+            return Err((
+                Guarantee::G7,
+                format!("connection outlived its token (expired {expiry})"),
+            ));
         }
         if let Some(since) = self.quiet_since {
             let bound = cfg.longest_delay() + cfg.attempt_timeout + cfg.spacing(true) + tol;
             if at > since.plus(bound) {
-                return Err((Guarantee::G7, format!("no attempt for longer than the cap after the failure at {since}")));
+                return Err((
+                    Guarantee::G7,
+                    format!("no attempt for longer than the cap after the failure at {since}"),
+                ));
             }
         }
         Ok(())
     }
 
-    fn attempt_start(&mut self, cfg: &Config, tol: Duration, at: Millis, hub: bool) -> Result<(), Broken> {
+    fn attempt_start(
+        &mut self,
+        cfg: &Config,
+        tol: Duration,
+        at: Millis,
+        hub: bool,
+    ) -> Result<(), Broken> {
         if self.in_flight {
-            return Err((Guarantee::G7, String::from("a new attempt while another is in flight")));
+            return Err((
+                Guarantee::G7,
+                String::from("a new attempt while another is in flight"),
+            ));
         }
         if let Some(last) = self.last_start {
             if self.blocked && at.plus(tol) < last.plus(cfg.slow.floor) {
-                return Err((Guarantee::G4, format!("blocked, yet attempts {} apart", at.0 - last.0)));
+                return Err((
+                    Guarantee::G4,
+                    format!("blocked, yet attempts {} apart", at.0 - last.0),
+                ));
             }
             if at.plus(tol) < last.plus(cfg.min_attempt_spacing) {
-                return Err((Guarantee::G7, format!("attempts {} ms apart", at.0.saturating_sub(last.0))));
+                return Err((
+                    Guarantee::G7,
+                    format!("attempts {} ms apart", at.0.saturating_sub(last.0)),
+                ));
             }
         }
         match (self.next.take(), hub) {
             (Some(Next::Hub), false) => {
-                return Err((Guarantee::G5, String::from("asked DPS after a plain 500 or drop, before the G3 threshold")));
+                return Err((
+                    Guarantee::G5,
+                    String::from("asked DPS after a plain 500 or drop, before the G3 threshold"),
+                ));
             }
             (Some(Next::Dps(g)), true) => {
-                let why = if g == Guarantee::G2 { "a refused fresh token" } else { "a DPS error" };
-                return Err((g, format!("connected to a hub after {why} instead of asking DPS")));
+                let why = if g == Guarantee::G2 {
+                    "a refused fresh token"
+                } else {
+                    "a DPS error"
+                };
+                return Err((
+                    g,
+                    format!("connected to a hub after {why} instead of asking DPS"),
+                ));
             }
             _ => {}
         }
@@ -382,10 +480,12 @@ impl Monitor {
 
     fn connack(&mut self, cfg: &Config, at: Millis, code: u8) {
         self.in_flight = false;
-        let credential = self.pending_credential.take().flatten();
+        let credential = self.pending.take().and_then(|p| p.credential);
         match code {
             0 => {
-                self.connected = Some(credential.map(|c| at.plus(c.valid_for)));
+                self.connected = Some(Live {
+                    expiry: credential.map(|c| at.plus(c.valid_for)),
+                });
                 self.unreachable = 0;
                 self.unavailable = 0;
                 self.auth_refusals = 0;
@@ -408,7 +508,11 @@ impl Monitor {
             }
             _ => {
                 self.unavailable += 1;
-                let next = if self.unavailable < cfg.unavailable_threshold { Next::Hub } else { Next::Free };
+                let next = if self.unavailable < cfg.unavailable_threshold {
+                    Next::Hub
+                } else {
+                    Next::Free
+                };
                 let floor = cfg.profile(self.blocked).floor;
                 self.failed(at, next, floor);
             }
@@ -420,7 +524,7 @@ impl Monitor {
         if !was_connected && self.in_flight {
             // Closed during CONNECT: a refusal below MQTT.
             self.in_flight = false;
-            self.pending_credential = None;
+            self.pending = None;
             if by == Side::Cloud {
                 self.unreachable += 1;
                 self.failed(at, Next::Free, cfg.fast.floor);
@@ -444,13 +548,18 @@ impl Monitor {
             }
             DpsAnswer::Assigning => {}
             DpsAnswer::Failed { .. } | DpsAnswer::Disabled => self.blocked_answer(at),
-            DpsAnswer::Status { status: 429, retry_after } => {
+            DpsAnswer::Status {
+                status: 429,
+                retry_after,
+            } => {
                 self.next = Some(Next::Dps(Guarantee::G6));
                 let wait = retry_after.unwrap_or_default().min(cfg.max_retry_after);
                 self.not_before = Some((at.plus(wait), Guarantee::G6));
                 self.quiet_since = Some(at);
             }
-            DpsAnswer::Status { status, .. } if (400..500).contains(status) => self.blocked_answer(at),
+            DpsAnswer::Status { status, .. } if (400..500).contains(status) => {
+                self.blocked_answer(at);
+            }
             DpsAnswer::Status { .. } | DpsAnswer::Dropped => {
                 let floor = cfg.profile(self.blocked).floor;
                 self.failed(at, Next::Dps(Guarantee::G5), floor);
@@ -469,7 +578,10 @@ impl Monitor {
             && let Some(since) = self.quiet_since
             && at > since.plus(cfg.spacing(false) + cfg.attempt_timeout + tol)
         {
-            return Err((Guarantee::G8, format!("DPS assigned {hub} at {since}, but the device never connected")));
+            return Err((
+                Guarantee::G8,
+                format!("DPS assigned {hub} at {since}, but the device never connected"),
+            ));
         }
         Ok(())
     }

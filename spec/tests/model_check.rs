@@ -3,6 +3,10 @@
 //! Every safety guarantee is an `always` property over [`World::violation`], which the model
 //! sets when a move breaks a state invariant, the trace monitor or a model ghost. `sometimes`
 //! properties show that each guarantee is non-vacuous: the states where it matters are reached.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the tests time the checks; the spec itself never reads a clock"
+)]
 
 use std::time::Instant;
 
@@ -42,39 +46,63 @@ impl Model for SpecModel {
             Property::always("G5 holds", |_, w: &World| holds(w, Guarantee::G5)),
             Property::always("G6 holds", |_, w: &World| holds(w, Guarantee::G6)),
             Property::always("G7 holds", |_, w: &World| holds(w, Guarantee::G7)),
-            Property::always("G8 holds (no deadlock)", |_, w: &World| holds(w, Guarantee::G8)),
+            Property::always("G8 holds (no deadlock)", |_, w: &World| {
+                holds(w, Guarantee::G8)
+            }),
             // Vacuity: the situations each guarantee governs are reached.
-            Property::sometimes("G1 matters: DPS after unreachable threshold", |m: &Self, w: &World| {
-                w.device.unreachable == m.0.cfg.unreachable_threshold && w.waits_for(&Next::Register)
-            }),
+            Property::sometimes(
+                "G1 matters: DPS after unreachable threshold",
+                |m: &Self, w: &World| {
+                    w.device.unreachable == m.0.cfg.unreachable_threshold
+                        && w.waits_for(&Next::Register)
+                },
+            ),
             Property::sometimes("G2 matters: fresh-token retry in flight", |_, w: &World| {
-                w.device.auth == AuthStage::FreshTokenTried && matches!(w.device.phase, Phase::Connecting { fresh_token: true })
+                w.device.auth == AuthStage::FreshTokenTried
+                    && matches!(w.device.phase, Phase::Connecting { fresh_token: true })
             }),
-            Property::sometimes("G2 matters: DPS asked after a fresh token was refused", |_, w: &World| {
-                w.device.auth == AuthStage::DpsAsked && w.device.phase == Phase::Registering
-            }),
-            Property::sometimes("G3 matters: DPS after unavailable threshold", |m: &Self, w: &World| {
-                w.device.unavailable == m.0.cfg.unavailable_threshold && w.waits_for(&Next::Register)
-            }),
-            Property::sometimes("G4 matters: blocked and waiting on the slow profile", |_, w: &World| {
-                w.device.blocked && w.waits_for(&Next::Register)
-            }),
-            Property::sometimes("G5 matters: backing off on the same hub after CONNACK 3", |_, w: &World| {
-                w.device.unavailable == 1 && w.waits_for(&Next::Connect)
-            }),
+            Property::sometimes(
+                "G2 matters: DPS asked after a fresh token was refused",
+                |_, w: &World| {
+                    w.device.auth == AuthStage::DpsAsked && w.device.phase == Phase::Registering
+                },
+            ),
+            Property::sometimes(
+                "G3 matters: DPS after unavailable threshold",
+                |m: &Self, w: &World| {
+                    w.device.unavailable == m.0.cfg.unavailable_threshold
+                        && w.waits_for(&Next::Register)
+                },
+            ),
+            Property::sometimes(
+                "G4 matters: blocked and waiting on the slow profile",
+                |_, w: &World| w.device.blocked && w.waits_for(&Next::Register),
+            ),
+            Property::sometimes(
+                "G5 matters: backing off on the same hub after CONNACK 3",
+                |_, w: &World| w.device.unavailable == 1 && w.waits_for(&Next::Connect),
+            ),
             Property::sometimes("G6 matters: waiting out a retry-after", |_, w: &World| {
                 w.monitor.awaiting() == Some(Guarantee::G6)
             }),
-            Property::sometimes("G7 matters: connected with the backoff not yet reset", |_, w: &World| {
-                w.is_connected() && w.device.attempt > 0
-            }),
-            Property::sometimes("G7 matters: planned token renewal in flight", |_, w: &World| {
-                matches!(w.device.phase, Phase::Connecting { fresh_token: true }) && w.device.auth == AuthStage::Clear && w.device.token.is_some() && w.device.attempt == 0
-            }),
+            Property::sometimes(
+                "G7 matters: connected with the backoff not yet reset",
+                |_, w: &World| w.is_connected() && w.device.attempt > 0,
+            ),
+            Property::sometimes(
+                "G7 matters: planned token renewal in flight",
+                |_, w: &World| {
+                    matches!(w.device.phase, Phase::Connecting { fresh_token: true })
+                        && w.device.auth == AuthStage::Clear
+                        && w.device.token.is_some()
+                        && w.device.attempt == 0
+                },
+            ),
             Property::sometimes("G7 matters: stopped", |_, w: &World| w.stopped),
-            Property::sometimes("G8 matters: a blocked device keeps asking DPS", |_, w: &World| {
-                w.device.blocked && w.device.phase == Phase::Registering
-            }),
+            Property::sometimes(
+                "G8 matters: a blocked device keeps asking DPS",
+                |_, w: &World| w.device.blocked && w.device.phase == Phase::Registering,
+            ),
             Property::sometimes("G8 matters: connected", |_, w: &World| w.is_connected()),
         ]
     }
@@ -83,7 +111,11 @@ impl Model for SpecModel {
 #[test]
 fn spec_satisfies_every_guarantee_on_the_standard_instance() {
     let started = Instant::now();
-    let checker = SpecModel(Instance::standard(Mutation::None)).checker().threads(2).spawn_bfs().join();
+    let checker = SpecModel(Instance::standard(Mutation::None))
+        .checker()
+        .threads(2)
+        .spawn_bfs()
+        .join();
     let elapsed = started.elapsed();
     println!(
         "stateright BFS: {} unique states, {} total, max depth {}, {:?}",
@@ -102,7 +134,11 @@ fn every_mutant_is_rejected_by_the_guarantee_it_breaks() {
     let mut report = Vec::new();
     for m in Mutation::MUTANTS {
         let started = Instant::now();
-        let checker = SpecModel(Instance::standard(m)).checker().threads(2).spawn_bfs().join();
+        let checker = SpecModel(Instance::standard(m))
+            .checker()
+            .threads(2)
+            .spawn_bfs()
+            .join();
         let expected = m.breaks().expect("every mutant names a guarantee");
         let name = format!("{expected} holds");
         let found = checker
@@ -117,9 +153,15 @@ fn every_mutant_is_rejected_by_the_guarantee_it_breaks() {
             if killed { "KILLED" } else { "SURVIVED" },
             checker.unique_state_count(),
             started.elapsed(),
-            found.iter().map(|(p, v)| format!("{p}: {}", v.as_ref().map_or("", |v| v.1.as_str()))).collect::<Vec<_>>()
+            found
+                .iter()
+                .map(|(p, v)| format!("{p}: {}", v.as_ref().map_or("", |v| v.1.as_str())))
+                .collect::<Vec<_>>()
         ));
-        assert!(killed, "mutant {m:?} must be rejected by `{name}`; found {found:?}");
+        assert!(
+            killed,
+            "mutant {m:?} must be rejected by `{name}`; found {found:?}"
+        );
     }
     println!("{}", report.join("\n"));
 }

@@ -6,6 +6,10 @@
 //! - with weak fairness (`pan -a -f`): no acceptance cycle (G8 holds);
 //! - without fairness: an acceptance cycle (the device is starved), which must be found;
 //! - the `GiveUpWhenBlocked` mutant with weak fairness: an acceptance cycle, which must be found.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the tests time the checks; the spec itself never reads a clock"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,7 +45,10 @@ fn committed_promela_matches_the_spec() {
 }
 
 fn spin_available() -> bool {
-    Command::new("spin").arg("-V").output().is_ok_and(|o| o.status.success())
+    Command::new("spin")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Builds `pan` for `model` in a fresh directory and returns the directory.
@@ -50,14 +57,26 @@ fn build_pan(name: &str, model: &Export) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     std::fs::write(dir.join("model.pml"), &model.promela).expect("write model");
     std::fs::write(dir.join(HEADER), &model.header).expect("write header");
-    let spin = Command::new("spin").args(["-a", "model.pml"]).current_dir(&dir).output().expect("run spin");
-    assert!(spin.status.success(), "spin -a failed: {}", String::from_utf8_lossy(&spin.stderr));
+    let spin = Command::new("spin")
+        .args(["-a", "model.pml"])
+        .current_dir(&dir)
+        .output()
+        .expect("run spin");
+    assert!(
+        spin.status.success(),
+        "spin -a failed: {}",
+        String::from_utf8_lossy(&spin.stderr)
+    );
     let gcc = Command::new("gcc")
         .args(["-O1", "-DNFAIR=3", "-o", "pan", "pan.c"])
         .current_dir(&dir)
         .output()
         .expect("run gcc");
-    assert!(gcc.status.success(), "gcc failed: {}", String::from_utf8_lossy(&gcc.stderr));
+    assert!(
+        gcc.status.success(),
+        "gcc failed: {}",
+        String::from_utf8_lossy(&gcc.stderr)
+    );
     dir
 }
 
@@ -68,18 +87,28 @@ fn run_pan(dir: &Path, fair: bool) -> (u64, String) {
         args.push("-f");
     }
     args.extend(["-N", "g8"]);
-    let out = Command::new("./pan").args(&args).current_dir(dir).output().expect("run pan");
+    let out = Command::new("./pan")
+        .args(&args)
+        .current_dir(dir)
+        .output()
+        .expect("run pan");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let errors = text
         .lines()
-        .find_map(|l| l.trim().split_once("errors: ").map(|(_, n)| n.trim().parse::<u64>().unwrap_or(u64::MAX)))
+        .find_map(|l| {
+            l.trim()
+                .split_once("errors: ")
+                .map(|(_, n)| n.trim().parse::<u64>().unwrap_or(u64::MAX))
+        })
         .unwrap_or_else(|| panic!("pan printed no error count:\n{text}"));
     (errors, text)
 }
 
 fn summary(text: &str) -> String {
     text.lines()
-        .filter(|l| l.contains("states, stored") || l.contains("errors:") || l.contains("acceptance cycle"))
+        .filter(|l| {
+            l.contains("states, stored") || l.contains("errors:") || l.contains("acceptance cycle")
+        })
         .map(str::trim)
         .collect::<Vec<_>>()
         .join("; ")
@@ -95,11 +124,17 @@ fn g8_holds_under_weak_fairness_and_fails_without_it() {
     let dir = build_pan("faithful", &export(Mutation::None));
     let built = started.elapsed();
     let (fair_errors, fair) = run_pan(&dir, true);
-    println!("spin g8 with weak fairness: {} (build {built:?})", summary(&fair));
+    println!(
+        "spin g8 with weak fairness: {} (build {built:?})",
+        summary(&fair)
+    );
     assert_eq!(fair_errors, 0, "G8 must hold under weak fairness:\n{fair}");
     let (unfair_errors, unfair) = run_pan(&dir, false);
     println!("spin g8 without fairness: {}", summary(&unfair));
-    assert!(unfair_errors > 0 && unfair.contains("acceptance cycle"), "without fairness SPIN must find the starvation cycle:\n{unfair}");
+    assert!(
+        unfair_errors > 0 && unfair.contains("acceptance cycle"),
+        "without fairness SPIN must find the starvation cycle:\n{unfair}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     println!("spin total {:?}", started.elapsed());
 }
@@ -112,7 +147,13 @@ fn g8_mutant_is_rejected_by_spin() {
     }
     let dir = build_pan("giveup", &export(Mutation::GiveUpWhenBlocked));
     let (errors, text) = run_pan(&dir, true);
-    println!("spin g8 on GiveUpWhenBlocked with weak fairness: {}", summary(&text));
-    assert!(errors > 0 && text.contains("acceptance cycle"), "the give-up mutant must violate G8:\n{text}");
+    println!(
+        "spin g8 on GiveUpWhenBlocked with weak fairness: {}",
+        summary(&text)
+    );
+    assert!(
+        errors > 0 && text.contains("acceptance cycle"),
+        "the give-up mutant must violate G8:\n{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -22,13 +22,27 @@ fn name(c: &Class) -> &'static str {
 
 /// One representative signal per table row, in table order.
 fn representatives() -> Vec<Vec<WireSignal>> {
-    let a = Assignment { hub: "hub-a".to_string(), device_id: "dev".to_string() };
-    let st = |status| WireSignal::Dps(DpsReply::Status { status, retry_after: None });
+    let a = Assignment {
+        hub: "hub-a".to_string(),
+        device_id: "dev".to_string(),
+    };
+    let st = |status| {
+        WireSignal::Dps(DpsReply::Status {
+            status,
+            retry_after: None,
+        })
+    };
     vec![
-        [ConnectFailure::Refused, ConnectFailure::Timeout, ConnectFailure::Reset, ConnectFailure::Dns, ConnectFailure::Tls]
-            .into_iter()
-            .map(WireSignal::ConnectFailed)
-            .collect(),
+        [
+            ConnectFailure::Refused,
+            ConnectFailure::Timeout,
+            ConnectFailure::Reset,
+            ConnectFailure::Dns,
+            ConnectFailure::Tls,
+        ]
+        .into_iter()
+        .map(WireSignal::ConnectFailed)
+        .collect(),
         vec![WireSignal::ConnAck(0)],
         vec![WireSignal::ConnAck(1)],
         vec![WireSignal::ConnAck(2)],
@@ -37,11 +51,20 @@ fn representatives() -> Vec<Vec<WireSignal>> {
         vec![WireSignal::ConnAck(5)],
         vec![WireSignal::ConnectionLost],
         vec![WireSignal::Dps(DpsReply::Assigned(a))],
-        vec![WireSignal::Dps(DpsReply::Assigning { operation: "op".to_string(), retry_after: None })],
-        [400_209, 400_207, 400_208].into_iter().map(|c| WireSignal::Dps(DpsReply::Failed { error_code: c })).collect(),
+        vec![WireSignal::Dps(DpsReply::Assigning {
+            operation: "op".to_string(),
+            retry_after: None,
+        })],
+        [400_209, 400_207, 400_208]
+            .into_iter()
+            .map(|c| WireSignal::Dps(DpsReply::Failed { error_code: c }))
+            .collect(),
         vec![WireSignal::Dps(DpsReply::Disabled)],
         vec![st(401), st(403), st(404), st(400), st(412)],
-        vec![WireSignal::Dps(DpsReply::Status { status: 429, retry_after: Some(Duration::from_secs(3)) })],
+        vec![WireSignal::Dps(DpsReply::Status {
+            status: 429,
+            retry_after: Some(Duration::from_secs(3)),
+        })],
         vec![st(500), st(502), st(503)],
         vec![WireSignal::DpsUnreachable],
         vec![WireSignal::TokenNearExpiry],
@@ -53,10 +76,19 @@ fn representatives() -> Vec<Vec<WireSignal>> {
 #[test]
 fn every_table_row_matches_classify() {
     let reps = representatives();
-    assert_eq!(reps.len(), TABLE.len(), "one group of representatives per row");
+    assert_eq!(
+        reps.len(),
+        TABLE.len(),
+        "one group of representatives per row"
+    );
     for (row, signals) in TABLE.iter().zip(reps) {
         for s in signals {
-            assert_eq!(name(&classify(&s)), row.class, "row {:?}, signal {s:?}", row.signal);
+            assert_eq!(
+                name(&classify(&s)),
+                row.class,
+                "row {:?}, signal {s:?}",
+                row.signal
+            );
         }
     }
 }
@@ -77,14 +109,20 @@ fn every_connack_code_has_a_class() {
 #[test]
 fn retry_after_passes_through_throttling() {
     let ra = Some(Duration::from_secs(7));
-    let c = classify(&WireSignal::Dps(DpsReply::Status { status: 429, retry_after: ra }));
+    let c = classify(&WireSignal::Dps(DpsReply::Status {
+        status: 429,
+        retry_after: ra,
+    }));
     assert_eq!(c, Class::Throttled { retry_after: ra });
 }
 
 #[test]
 fn every_dps_status_has_a_class() {
     for status in 100..600u16 {
-        let c = classify(&WireSignal::Dps(DpsReply::Status { status, retry_after: None }));
+        let c = classify(&WireSignal::Dps(DpsReply::Status {
+            status,
+            retry_after: None,
+        }));
         let expected = match status {
             429 => "Throttled",
             400..=499 => "Blocked",
@@ -97,5 +135,14 @@ fn every_dps_status_has_a_class() {
 #[test]
 fn spec_md_embeds_the_rendered_table() {
     let spec = include_str!("../../SPEC.md");
-    assert!(spec.contains(&render_table()), "SPEC.md §2 must contain classify::render_table() verbatim");
+    assert!(
+        spec.contains(&render_table()),
+        "SPEC.md §2 must contain classify::render_table() verbatim"
+    );
+}
+
+#[test]
+#[ignore = "prints the table for SPEC.md"]
+fn print_table() {
+    print!("{}", render_table());
 }

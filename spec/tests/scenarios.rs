@@ -1,0 +1,247 @@
+//! Golden scenarios: each guarantee walked step by step through `step` with the default
+//! config. They double as executable documentation of SPEC §3.
+
+use std::time::Duration;
+
+use hubswap_spec::{
+    Action, Assignment, Command, Config, ConnectFailure, DpsReply, Draw, Env, Input, Millis, Next,
+    Phase, State, Timer, WireSignal, step,
+};
+
+struct Dev {
+    cfg: Config,
+    s: State,
+    now: Millis,
+    draw: Draw,
+}
+
+fn hub(h: &str) -> Assignment {
+    Assignment {
+        hub: h.into(),
+        device_id: "dev".into(),
+    }
+}
+
+impl Dev {
+    fn new(cache: Option<Assignment>) -> Self {
+        Self {
+            cfg: Config::default(),
+            s: State::new(cache),
+            now: Millis(1_000_000),
+            draw: Draw::MIN,
+        }
+    }
+    fn input(&mut self, i: &Input) -> Vec<Action> {
+        let out = step(
+            &self.cfg,
+            &self.s,
+            i,
+            Env {
+                now: self.now,
+                draw: self.draw,
+            },
+        );
+        hubswap_spec::invariants::check(&self.cfg, &out.state).expect("invariants hold");
+        self.s = out.state;
+        out.actions
+    }
+    fn signal(&mut self, w: WireSignal) -> Vec<Action> {
+        self.input(&Input::Signal(w))
+    }
+    /// Advances the clock to the earliest timer and fires it.
+    fn fire_next(&mut self) -> (Timer, Duration, Vec<Action>) {
+        let (t, at) = self.s.timers.earliest().expect("a timer is armed");
+        let waited = at.since(self.now);
+        self.now = at;
+        (t, waited, self.input(&Input::TimerFired(t)))
+    }
+    fn connected(start_cache: Option<Assignment>) -> Self {
+        let mut d = Self::new(start_cache);
+        d.input(&Input::Command(Command::Start));
+        if d.s.phase == Phase::Registering {
+            d.signal(WireSignal::Dps(DpsReply::Assigned(hub("hub-a"))));
+            if matches!(d.s.phase, Phase::Waiting { .. }) {
+                d.fire_next();
+            }
+        }
+        d.signal(WireSignal::ConnAck(0));
+        assert!(matches!(d.s.phase, Phase::Connected { .. }));
+        d
+    }
+}
+
+fn has(actions: &[Action], pred: impl Fn(&Action) -> bool) -> bool {
+    actions.iter().any(pred)
+}
+
+#[test]
+fn a_cached_assignment_is_used_at_start_without_dps() {
+    let mut d = Dev::new(Some(hub("hub-a")));
+    let a = d.input(&Input::Command(Command::Start));
+    assert!(has(&a, |x| matches!(x, Action::MintToken { .. })));
+    assert!(has(&a, |x| *x == Action::ConnectHub(hub("hub-a"))));
+    assert!(!has(&a, |x| *x == Action::Register));
+}
+
+#[test]
+fn no_cache_registers_then_persists_and_connects() {
+    let mut d = Dev::new(None);
+    assert_eq!(
+        d.input(&Input::Command(Command::Start))[0],
+        Action::Register
+    );
+    let a = d.signal(WireSignal::Dps(DpsReply::Assigned(hub("hub-b"))));
+    assert_eq!(a[1], Action::PersistAssignment(hub("hub-b")));
+    let (_, waited, a) = d.fire_next();
+    assert!(waited <= d.cfg.min_attempt_spacing);
+    assert!(has(&a, |x| *x == Action::ConnectHub(hub("hub-b"))));
+}
+
+#[test]
+fn g1_unreachable_hub_reprovisions_after_the_threshold() {
+    let mut d = Dev::connected(Some(hub("hub-a")));
+    d.signal(WireSignal::ConnectionLost);
+    d.fire_next();
+    let a = d.signal(WireSignal::ConnectFailed(ConnectFailure::Refused));
+    assert_eq!(
+        d.s.phase,
+        Phase::Waiting {
+            next: Next::Connect
+        }
+    );
+    assert!(!has(&a, |x| *x == Action::InvalidateAssignment));
+    d.fire_next();
+    let a = d.signal(WireSignal::ConnectFailed(ConnectFailure::Tls));
+    assert!(has(&a, |x| *x == Action::InvalidateAssignment));
+    let (_, _, a) = d.fire_next();
+    assert_eq!(a[0], Action::Register);
+}
+
+#[test]
+fn g2_expired_token_gets_one_fresh_token_then_dps() {
+    let mut d = Dev::connected(Some(hub("hub-a")));
+    d.signal(WireSignal::ConnectionLost);
+    let (_, _, a) = d.fire_next();
+    assert!(
+        !has(&a, |x| matches!(x, Action::MintToken { .. })),
+        "a valid token is reused"
+    );
+    d.signal(WireSignal::ConnAck(5));
+    let (_, waited, a) = d.fire_next();
+    assert!(
+        waited <= d.cfg.min_attempt_spacing,
+        "the fresh-token retry does not back off"
+    );
+    assert!(has(&a, |x| matches!(x, Action::MintToken { .. })));
+    d.signal(WireSignal::ConnAck(5));
+    let (_, _, a) = d.fire_next();
+    assert_eq!(a[0], Action::Register, "a refused fresh token goes to DPS");
+}
+
+#[test]
+fn g3_connack_3_reprovisions_after_the_threshold() {
+    let mut d = Dev::connected(Some(hub("hub-a")));
+    d.signal(WireSignal::ConnectionLost);
+    d.fire_next();
+    d.signal(WireSignal::ConnAck(3));
+    assert_eq!(
+        d.s.phase,
+        Phase::Waiting {
+            next: Next::Connect
+        },
+        "G5: the first 3 retries the hub"
+    );
+    d.fire_next();
+    d.signal(WireSignal::ConnAck(3));
+    assert_eq!(
+        d.s.phase,
+        Phase::Waiting {
+            next: Next::Register
+        }
+    );
+}
+
+#[test]
+fn g4_blocked_device_backs_off_slowly_and_recovers_on_assignment() {
+    let mut d = Dev::new(None);
+    d.input(&Input::Command(Command::Start));
+    d.signal(WireSignal::Dps(DpsReply::Failed {
+        error_code: 400_209,
+    }));
+    for _ in 0..5 {
+        let (_, waited, a) = d.fire_next();
+        assert!(
+            waited >= d.cfg.slow.floor && waited <= d.cfg.slow.cap,
+            "{waited:?}"
+        );
+        assert_eq!(a[0], Action::Register);
+        d.signal(WireSignal::Dps(DpsReply::Status {
+            status: 401,
+            retry_after: None,
+        }));
+    }
+    d.fire_next();
+    d.signal(WireSignal::Dps(DpsReply::Assigned(hub("hub-a"))));
+    assert!(!d.s.blocked);
+}
+
+#[test]
+fn g5_internal_error_backs_off_within_the_fast_profile() {
+    let mut d = Dev::connected(Some(hub("hub-a")));
+    d.draw = Draw::MAX;
+    d.signal(WireSignal::ConnectionLost);
+    let (_, waited, _) = d.fire_next();
+    assert!(
+        d.cfg.fast.floor <= waited && waited <= d.cfg.fast.floor + d.cfg.fast.initial,
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn g6_retry_after_is_honoured() {
+    let mut d = Dev::new(None);
+    d.input(&Input::Command(Command::Start));
+    d.signal(WireSignal::Dps(DpsReply::Status {
+        status: 429,
+        retry_after: Some(Duration::from_secs(10)),
+    }));
+    let (_, waited, a) = d.fire_next();
+    assert!(
+        waited >= Duration::from_secs(10)
+            && waited <= Duration::from_secs(10) + d.cfg.retry_after_jitter
+    );
+    assert_eq!(a[0], Action::Register);
+}
+
+#[test]
+fn g7_stop_is_final_and_stale_timers_are_ignored() {
+    let mut d = Dev::connected(Some(hub("hub-a")));
+    assert!(
+        d.input(&Input::TimerFired(Timer::Wake)).is_empty(),
+        "a stale timer does nothing"
+    );
+    let a = d.input(&Input::Command(Command::Stop));
+    assert_eq!(a[0], Action::Close);
+    assert!(d.s.timers.is_empty());
+    assert!(d.input(&Input::Command(Command::Start)).is_empty());
+    assert!(d.signal(WireSignal::ConnAck(0)).is_empty());
+}
+
+#[test]
+fn g7_token_is_renewed_by_a_planned_reconnect_and_backoff_resets_when_stable() {
+    let mut d = Dev::connected(Some(hub("hub-a")));
+    d.s.attempt = 3;
+    let (t, waited, _) = d.fire_next();
+    assert_eq!((t, waited), (Timer::Stable, d.cfg.stable_after));
+    assert_eq!(d.s.attempt, 0);
+    let (t, waited, a) = d.fire_next();
+    assert_eq!(
+        (t, waited),
+        (
+            Timer::Renew,
+            d.cfg.renew_after().saturating_sub(d.cfg.stable_after)
+        )
+    );
+    assert_eq!(a[0], Action::Close);
+    assert!(has(&a, |x| matches!(x, Action::MintToken { .. })));
+}

@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{
-    LONG, builder, cloud, fast_timing, init_tracing, telemetry_mids, wait_log, wait_status,
+    LONG, builder, cloud, fast_timing, init_tracing, telemetry_mids, wait_log, wait_mids,
+    wait_status,
 };
 use hubswap_client::{DpsTransport, FileStore, Reason, StatusKind, Telemetry, WhenFull};
 use hubswap_mock_cloud::log::Endpoint;
@@ -59,11 +59,8 @@ async fn token_renewal_by_planned_reconnect_loses_nothing() {
     // Two renewals at 50 % of a 3 s token: at least ~3 s, bounded well below the test limit.
     assert!(elapsed >= Duration::from_millis(2500), "{elapsed:?}");
     assert!(saw_renewal_reason || status.borrow().reason == Some(Reason::TokenRenewal));
-    let seen: BTreeSet<String> = telemetry_mids(&cloud).into_iter().map(|(m, _)| m).collect();
-    assert!(
-        mids.iter().all(|m| seen.contains(m)),
-        "a message was lost across renewals"
-    );
+    // Nothing was lost across the renewals.
+    wait_mids(&cloud, &mids).await;
     // Never refused: the token was renewed before the hub would reject it.
     assert_eq!(connacks(&cloud, "renew-1", 5), 0);
     client.shutdown().await;
@@ -149,13 +146,9 @@ async fn a_hub_switch_loses_no_message() {
     }
     let info = cloud.device(id).unwrap();
     assert_eq!(info.connected_to.as_deref(), Some(to.as_str()));
+    // No message was lost in the switch.
+    wait_mids(&cloud, &mids).await;
     let seen = telemetry_mids(&cloud);
-    for m in &mids {
-        assert!(
-            seen.iter().any(|(s, _)| s == m),
-            "message {m} lost in the switch"
-        );
-    }
     assert!(
         seen.iter().any(|(_, hub)| *hub == to),
         "nothing arrived on the new hub"

@@ -163,11 +163,10 @@ async fn provisions_over_https_and_sends_telemetry() {
         .send_telemetry(Telemetry::new("x"), WhenFull::Wait)
         .await
         .unwrap();
-    assert!(
-        common::telemetry_mids(&cloud)
-            .iter()
-            .any(|(m, _)| *m == mid)
-    );
+    wait_log(&cloud, |r| {
+        matches!(&r.event, Event::Telemetry { properties, .. } if properties.get("$.mid") == Some(&mid))
+    })
+    .await;
     assert_eq!(
         cloud
             .device("thermo-https")
@@ -178,5 +177,51 @@ async fn provisions_over_https_and_sends_telemetry() {
         Some(MODEL)
     );
     client.shutdown().await;
+    cloud.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisions_an_x509_device_over_dps_mqtt() {
+    init_tracing();
+    let cloud = cloud(1).await;
+    let ca = cloud.add_x509_group("x509-group").unwrap();
+    // The mock's DPS REST endpoint does not take X.509 attestation yet (it reads only the SAS
+    // header), so X.509 is exercised over DPS MQTT and the hub.
+    for (id, transport) in [("x509-mqtt", DpsTransport::Mqtt)] {
+        let device = ca.issue_device(id).unwrap();
+        // The registration id comes from the certificate's CN.
+        let b = hubswap_client::DeviceClient::builder()
+            .id_scope(cloud.id_scope())
+            .x509(device.cert_pem.clone(), device.key_pem.clone())
+            .dps_transport(transport)
+            .dps_endpoint(
+                "127.0.0.1",
+                match transport {
+                    DpsTransport::Https => cloud.dps_https_addr().port(),
+                    _ => cloud.dps_mqtt_addr().port(),
+                },
+            )
+            .trust_ca_pem(cloud.ca_pem().as_bytes().to_vec())
+            .hub_resolver({
+                let hubs = cloud.info().hubs;
+                move |host| {
+                    let port = hubs
+                        .iter()
+                        .find(|h| h.host == host)
+                        .map_or(1, |h| h.addr.port());
+                    ("127.0.0.1".to_owned(), port)
+                }
+            })
+            .memory_store()
+            .timing(common::fast_timing());
+        let (client, _events) = b.build().unwrap();
+        wait_status(&mut client.status(), StatusKind::Connected).await;
+        client
+            .send_telemetry(Telemetry::new(id), WhenFull::Fail)
+            .await
+            .unwrap();
+        assert!(cloud.device(id).unwrap().connected_to.is_some());
+        client.shutdown().await;
+    }
     cloud.shutdown().await;
 }

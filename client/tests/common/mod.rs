@@ -146,3 +146,29 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// Waits until the cloud has recorded telemetry with every one of `mids`. (The mock sends its
+/// PUBACK before it records the message, so an acknowledged message may be logged a moment
+/// after the client learns of the acknowledgement.)
+pub async fn wait_mids(cloud: &MockCloud, mids: &[String]) {
+    let mut sub = cloud.log().subscribe();
+    let all_seen = |cloud: &MockCloud| {
+        let seen = telemetry_mids(cloud);
+        mids.iter().all(|m| seen.iter().any(|(s, _)| s == m))
+    };
+    let done = tokio::time::timeout(LONG, async {
+        while !all_seen(cloud) {
+            let _ = sub.recv().await;
+        }
+    })
+    .await;
+    let seen = telemetry_mids(cloud);
+    let missing: Vec<_> = mids
+        .iter()
+        .filter(|m| !seen.iter().any(|(s, _)| s == *m))
+        .collect();
+    assert!(
+        done.is_ok() && missing.is_empty(),
+        "never recorded: {missing:?}"
+    );
+}

@@ -10,6 +10,11 @@
 //! cargo run --release -p hubswap-client --example measure [-- path/to/hubswap-device]
 //! ```
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the measurement idles for a fixed time on purpose"
+)]
+
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;

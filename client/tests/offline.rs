@@ -1,6 +1,10 @@
 //! Delivery while the cloud cannot be reached: a full outbox waits or fails, time-to-live
 //! expiry is reported, and a journaled outbox survives a restart.
 #![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests measure elapsed time to assert bounds"
+)]
 
 mod common;
 

@@ -1,6 +1,10 @@
 //! Token renewal, the assignment cache and a hub switch, each without losing telemetry.
 
 #![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests measure elapsed time to assert bounds"
+)]
 
 mod common;
 

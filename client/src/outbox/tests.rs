@@ -1,3 +1,5 @@
+#![allow(clippy::disallowed_methods, reason = "tests pick arbitrary instants")]
+
 use std::time::Duration;
 
 use tokio::sync::oneshot;

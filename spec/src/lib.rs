@@ -71,6 +71,6 @@ pub use state::{Assignment, AuthStage, Next, Phase, PhaseKind, State, Timer, Tim
 pub use step::{Step, step};
 pub use time::Millis;
 pub use trace::{
-    Credential, Divergence, DpsAnswer, DpsRequest, Observation, Observed, Side, TraceCheck,
-    validate_trace, validate_trace_with,
+    Credential, Divergence, DpsAnswer, DpsRequest, GuaranteeGrade, Observation, Observed, Side,
+    TraceCheck, Verdict, grade, validate_trace, validate_trace_with,
 };

@@ -14,6 +14,10 @@ use crate::config::Config;
 use crate::guarantee::Guarantee;
 use crate::time::Millis;
 
+pub mod grade;
+
+pub use grade::{GuaranteeGrade, Verdict, grade};
+
 /// What a DPS request was.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -124,7 +128,7 @@ pub struct Observation {
 }
 
 /// A run that the spec does not allow.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{guarantee} violated by {device} at step {step} ({at}): {reason}")]
 pub struct Divergence {
     /// The violated guarantee.
@@ -369,6 +373,20 @@ impl Monitor {
     /// The guarantee whose timing bound the next request must respect, if any.
     pub fn awaiting(&self) -> Option<Guarantee> {
         self.not_before.map(|(_, g)| g)
+    }
+
+    /// Forgets what the next attempt must satisfy (after a reported divergence, so that one
+    /// fault is reported once).
+    pub fn forget_expectations(&mut self) {
+        self.next = None;
+        self.not_before = None;
+        self.quiet_since = None;
+        self.in_flight = false;
+        self.connected = None;
+        self.unreachable = 0;
+        self.unavailable = 0;
+        self.refused_fingerprint = None;
+        self.assigned = None;
     }
 
     /// Forgets expectations after the application intervened (a command the cloud cannot see).

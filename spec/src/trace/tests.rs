@@ -342,3 +342,31 @@ fn default_check_uses_the_default_config() {
     assert_eq!(validate_trace(&provisioned().0), Ok(()));
     let _ = vec![0u8];
 }
+
+#[test]
+fn grading_reports_pass_fail_and_not_applicable_per_guarantee() {
+    use crate::trace::grade::{Verdict, grade};
+    let t = provisioned()
+        .at(10.0, Observed::Disconnect { by: Side::Cloud })
+        .connect(11.0, "hub-a", 1)
+        .connack(11.0, 3)
+        .register(12.0) // G5 broken: DPS before the G3 threshold
+        .assigned(12.1, "hub-a")
+        .connect(13.0, "hub-a", 2)
+        .connack(13.1, 0)
+        .at(20.0, Observed::End);
+    let grades = grade(&cfg(), &t.0);
+    let verdict = |g: Guarantee| grades.iter().find(|x| x.guarantee == g).map(|x| x.verdict);
+    assert_eq!(verdict(Guarantee::G5), Some(Verdict::Fail));
+    assert_eq!(verdict(Guarantee::G3), Some(Verdict::Pass));
+    assert_eq!(verdict(Guarantee::G7), Some(Verdict::Pass));
+    assert_eq!(verdict(Guarantee::G8), Some(Verdict::Pass));
+    assert_eq!(verdict(Guarantee::G4), Some(Verdict::NotApplicable));
+    assert_eq!(verdict(Guarantee::G6), Some(Verdict::NotApplicable));
+    let g5 = grades
+        .iter()
+        .find(|x| x.guarantee == Guarantee::G5)
+        .expect("G5 graded");
+    assert_eq!(g5.divergences.len(), 1, "one fault, reported once");
+    assert_eq!(g5.divergences[0].step, 9);
+}

@@ -1,0 +1,145 @@
+//! Grading: a verdict per guarantee, with evidence (SPEC §8.1).
+//!
+//! [`super::validate_trace_with`] stops at the first divergence; a conformance report needs more:
+//! for each of G1–G8, whether the trace exercised it at all, whether it held, and which
+//! observations decided it. [`grade`] runs the same [`Monitor`] per device, keeps going after a
+//! divergence (forgetting the broken expectation so one fault is reported once), and records
+//! which observations exercised which guarantee.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::{Divergence, DpsAnswer, Monitor, Observation, Observed, Side, TraceCheck};
+use crate::guarantee::Guarantee;
+
+/// The verdict on one guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Verdict {
+    /// Exercised, and never violated.
+    Pass,
+    /// Violated at least once.
+    Fail,
+    /// The trace never created the situation the guarantee governs.
+    NotApplicable,
+}
+
+/// The grade of one guarantee.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GuaranteeGrade {
+    /// Which guarantee.
+    pub guarantee: Guarantee,
+    /// Pass, fail or not applicable.
+    pub verdict: Verdict,
+    /// Every divergence found for it.
+    pub divergences: Vec<Divergence>,
+    /// Indices (into the trace) of the observations that exercised it, first ones first.
+    pub evidence: Vec<usize>,
+}
+
+/// The guarantees an observation exercises: the situations each one governs.
+pub fn exercises(event: &Observed) -> &'static [Guarantee] {
+    use Guarantee as G;
+    match event {
+        Observed::HubRefused { .. } => &[G::G1],
+        Observed::ConnAck { code: 2 | 4 | 5 } => &[G::G2],
+        Observed::ConnAck { code: 0 } => &[],
+        Observed::ConnAck { .. } => &[G::G3, G::G5],
+        Observed::DpsResponse(DpsAnswer::Failed { .. } | DpsAnswer::Disabled) => &[G::G4],
+        Observed::DpsResponse(DpsAnswer::Status { status: 429, .. }) => &[G::G6],
+        Observed::DpsResponse(DpsAnswer::Status { status, .. }) if (400..500).contains(status) => {
+            &[G::G4]
+        }
+        Observed::DpsResponse(DpsAnswer::Status { .. } | DpsAnswer::Dropped)
+        | Observed::Disconnect { by: Side::Cloud } => &[G::G5],
+        Observed::HubConnect { .. } | Observed::DpsRequest(_) => &[G::G7],
+        Observed::End => &[G::G8],
+        Observed::DpsResponse(_) | Observed::Disconnect { .. } => &[],
+    }
+}
+
+/// Grades a trace: one [`GuaranteeGrade`] per guarantee, in order G1–G8.
+///
+/// G8 counts as exercised when the trace has an [`Observed::End`] after at least one failure:
+/// only then is "connected again by the end" a claim the trace can support.
+pub fn grade(check: &TraceCheck, observations: &[Observation]) -> Vec<GuaranteeGrade> {
+    let mut grades: Vec<GuaranteeGrade> = Guarantee::ALL
+        .into_iter()
+        .map(|guarantee| GuaranteeGrade {
+            guarantee,
+            verdict: Verdict::NotApplicable,
+            divergences: Vec::new(),
+            evidence: Vec::new(),
+        })
+        .collect();
+    let slot = |g: Guarantee| Guarantee::ALL.iter().position(|x| *x == g).unwrap_or(0);
+    let mut monitors: BTreeMap<&str, Monitor> = BTreeMap::new();
+    let mut failures_seen = false;
+    let end = observations
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.event == Observed::End)
+        .max_by_key(|(_, o)| o.at);
+    for (i, o) in observations.iter().enumerate() {
+        if o.event == Observed::End {
+            continue;
+        }
+        for g in exercises(&o.event) {
+            failures_seen |= *g != Guarantee::G7;
+            push_evidence(&mut grades[slot(*g)], i);
+        }
+        let m = monitors.entry(o.device.as_str()).or_default();
+        if let Err((g, reason)) = m.observe(check, o.at, &o.event) {
+            record(
+                &mut grades[slot(g)],
+                Divergence {
+                    guarantee: g,
+                    step: i,
+                    at: o.at,
+                    device: o.device.clone(),
+                    reason,
+                },
+            );
+            m.forget_expectations();
+        }
+    }
+    if let Some((i, end)) = end {
+        if failures_seen {
+            push_evidence(&mut grades[slot(Guarantee::G8)], i);
+        }
+        for (device, m) in &mut monitors {
+            if let Err((g, reason)) = m.observe(check, end.at, &Observed::End) {
+                let d = Divergence {
+                    guarantee: g,
+                    step: i,
+                    at: end.at,
+                    device: String::from(*device),
+                    reason,
+                };
+                record(&mut grades[slot(g)], d);
+            }
+        }
+    }
+    for g in &mut grades {
+        g.verdict = if !g.divergences.is_empty() {
+            Verdict::Fail
+        } else if g.evidence.is_empty() {
+            Verdict::NotApplicable
+        } else {
+            Verdict::Pass
+        };
+    }
+    grades
+}
+
+fn push_evidence(g: &mut GuaranteeGrade, i: usize) {
+    const KEEP: usize = 16;
+    if g.evidence.len() < KEEP {
+        g.evidence.push(i);
+    }
+}
+
+fn record(g: &mut GuaranteeGrade, d: Divergence) {
+    push_evidence(g, d.step);
+    g.divergences.push(d);
+}

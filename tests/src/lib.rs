@@ -1,2 +1,12 @@
-//! `hubswap-conformance`: the conformance suites and the device runner (issue "Conformance
-//! suite"). Not built yet.
+//! `hubswap-conformance`: the evidence that hubswap's client conforms to the spec, and a
+//! runner that grades any device program the same way.
+//!
+//! # Layout
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`refinement`] | the client's statig machine against `spec::step` under random, adversarial input sequences |
+//!
+//! The randomised refinement suite runs with `cargo test -p hubswap-conformance --test refinement`.
+
+pub mod refinement;

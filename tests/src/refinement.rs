@@ -187,34 +187,31 @@ pub fn check_run(
             })
             .collect();
         let after = machine.abstraction();
-        match mv.event.input() {
-            Some(input) => {
-                let expect = spec::step(&cfg, &reference, input, env);
-                if after != expect.state {
-                    return Err(fail(format!(
-                        "client went to {after:?}, spec::step to {:?}",
-                        expect.state
-                    )));
-                }
-                if policy != expect.actions {
-                    return Err(fail(format!(
-                        "client actions {policy:?}, spec actions {:?}",
-                        expect.actions
-                    )));
-                }
-                reference = expect.state;
+        if let Some(input) = mv.event.input() {
+            let expect = spec::step(&cfg, &reference, input, env);
+            if after != expect.state {
+                return Err(fail(format!(
+                    "client went to {after:?}, spec::step to {:?}",
+                    expect.state
+                )));
             }
-            None => {
-                if after != reference {
-                    return Err(fail(format!(
-                        "a client-only event changed the abstraction to {after:?}"
-                    )));
-                }
-                if !policy.is_empty() {
-                    return Err(fail(format!(
-                        "a client-only event emitted policy actions {policy:?}"
-                    )));
-                }
+            if policy != expect.actions {
+                return Err(fail(format!(
+                    "client actions {policy:?}, spec actions {:?}",
+                    expect.actions
+                )));
+            }
+            reference = expect.state;
+        } else {
+            if after != reference {
+                return Err(fail(format!(
+                    "a client-only event changed the abstraction to {after:?}"
+                )));
+            }
+            if !policy.is_empty() {
+                return Err(fail(format!(
+                    "a client-only event emitted policy actions {policy:?}"
+                )));
             }
         }
         spec::invariants::check(&cfg, &after)

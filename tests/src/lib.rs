@@ -6,7 +6,9 @@
 //! | module | what |
 //! | --- | --- |
 //! | [`refinement`] | the client's statig machine against `spec::step` under random, adversarial input sequences |
+//! | [`report`] | the per-guarantee report: terminal, JSON, JUnit XML |
 //!
 //! The randomised refinement suite runs with `cargo test -p hubswap-conformance --test refinement`.
 
 pub mod refinement;
+pub mod report;

@@ -1,0 +1,325 @@
+//! The conformance report: a verdict per guarantee with the timeline that decided it, rendered
+//! for a terminal, as JSON, and as JUnit XML for CI systems.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hubswap_spec::{Guarantee, GuaranteeGrade, Observation, Verdict};
+use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+use serde::Serialize;
+
+/// One scenario as it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioOutcome {
+    /// The scenario's name.
+    pub name: String,
+    /// How long it ran.
+    pub duration: Duration,
+    /// Problems running it (the device exited, the cloud failed); empty when it ran cleanly.
+    pub problems: Vec<String>,
+    /// The verdict per guarantee in this scenario.
+    pub verdicts: Vec<(Guarantee, Verdict)>,
+}
+
+/// One line of a timeline: what the cloud saw, when, in which scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    /// The scenario.
+    pub scenario: String,
+    /// Milliseconds since the scenario started.
+    pub at_ms: u64,
+    /// The device.
+    pub device: String,
+    /// The observation, in words.
+    pub event: String,
+}
+
+/// The verdict on one guarantee across all scenarios, with evidence.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuaranteeReport {
+    /// Which guarantee.
+    pub guarantee: Guarantee,
+    /// Its statement.
+    pub title: String,
+    /// Fail if any scenario failed it, pass if any exercised it, else not applicable.
+    pub verdict: Verdict,
+    /// Why it failed, one line per divergence.
+    pub failures: Vec<String>,
+    /// The observations that decided it.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The device under test (its command line).
+    pub device: String,
+    /// The scenarios, in order.
+    pub scenarios: Vec<ScenarioOutcome>,
+    /// G1–G8.
+    pub guarantees: Vec<GuaranteeReport>,
+}
+
+impl Report {
+    /// An empty report for `device`, with every guarantee not applicable.
+    pub fn new(device: impl Into<String>) -> Self {
+        let guarantees = Guarantee::ALL
+            .into_iter()
+            .map(|guarantee| GuaranteeReport {
+                guarantee,
+                title: guarantee.title().to_string(),
+                verdict: Verdict::NotApplicable,
+                failures: Vec::new(),
+                timeline: Vec::new(),
+            })
+            .collect();
+        Self {
+            device: device.into(),
+            scenarios: Vec::new(),
+            guarantees,
+        }
+    }
+
+    /// Folds one scenario's grades (over its observations) into the report.
+    pub fn add(
+        &mut self,
+        mut outcome: ScenarioOutcome,
+        grades: &[GuaranteeGrade],
+        observations: &[Observation],
+    ) {
+        let origin = observations.first().map_or(0, |o| o.at.0);
+        for grade in grades {
+            outcome.verdicts.push((grade.guarantee, grade.verdict));
+            let Some(entry) = self
+                .guarantees
+                .iter_mut()
+                .find(|g| g.guarantee == grade.guarantee)
+            else {
+                continue;
+            };
+            entry.verdict = merge(entry.verdict, grade.verdict);
+            for d in &grade.divergences {
+                entry.failures.push(format!("[{}] {d}", outcome.name));
+            }
+            if grade.verdict != Verdict::NotApplicable && entry.timeline.len() < 40 {
+                entry.timeline.extend(timeline(
+                    &outcome.name,
+                    origin,
+                    observations,
+                    &grade.evidence,
+                ));
+            }
+        }
+        self.scenarios.push(outcome);
+    }
+
+    /// True when no guarantee failed and every scenario ran cleanly.
+    pub fn passed(&self) -> bool {
+        self.guarantees.iter().all(|g| g.verdict != Verdict::Fail)
+            && self.scenarios.iter().all(|s| s.problems.is_empty())
+    }
+
+    /// The report for a terminal.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "hubswap conformance report for `{}`\n", self.device);
+        let _ = writeln!(out, "scenarios:");
+        for s in &self.scenarios {
+            let status = if s.problems.is_empty() {
+                "ran"
+            } else {
+                "PROBLEM"
+            };
+            let _ = writeln!(
+                out,
+                "  {:<28} {status:<8} {:>7.1}s",
+                s.name,
+                s.duration.as_secs_f64()
+            );
+            for p in &s.problems {
+                let _ = writeln!(out, "      ! {p}");
+            }
+        }
+        let _ = writeln!(out, "\nguarantees:");
+        for g in &self.guarantees {
+            let _ = writeln!(out, "  {} {:<5} {}", g.guarantee, label(g.verdict), g.title);
+            for f in &g.failures {
+                let _ = writeln!(out, "      ✗ {f}");
+            }
+            if g.verdict == Verdict::Fail {
+                for t in &g.timeline {
+                    let _ = writeln!(
+                        out,
+                        "        {:>9} ms  [{}] {}  {}",
+                        t.at_ms, t.scenario, t.device, t.event
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\nresult: {}",
+            if self.passed() { "PASS" } else { "FAIL" }
+        );
+        out
+    }
+
+    /// The report as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The report as JUnit XML: one test suite, one test case per guarantee and per scenario.
+    pub fn to_junit(&self) -> String {
+        let mut report = quick_junit::Report::new("hubswap-conformance");
+        let mut suite = TestSuite::new("guarantees");
+        for g in &self.guarantees {
+            let status = match g.verdict {
+                Verdict::Pass => TestCaseStatus::success(),
+                Verdict::NotApplicable => {
+                    let mut s = TestCaseStatus::skipped();
+                    s.set_message("not applicable: no scenario exercised it");
+                    s
+                }
+                Verdict::Fail => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_message(g.failures.first().cloned().unwrap_or_default());
+                    s.set_description(g.failures.join("\n"));
+                    s
+                }
+            };
+            let mut case = TestCase::new(format!("{} {}", g.guarantee, g.title), status);
+            case.set_classname("hubswap.guarantees");
+            suite.add_test_case(case);
+        }
+        for s in &self.scenarios {
+            let status = if s.problems.is_empty() {
+                TestCaseStatus::success()
+            } else {
+                let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+                st.set_message(s.problems.join("; "));
+                st
+            };
+            let mut case = TestCase::new(s.name.clone(), status);
+            case.set_classname("hubswap.scenarios");
+            case.set_time(s.duration);
+            suite.add_test_case(case);
+        }
+        report.add_test_suite(suite);
+        report
+            .to_string()
+            .unwrap_or_else(|e| format!("<!-- junit serialisation failed: {e} -->"))
+    }
+}
+
+fn merge(a: Verdict, b: Verdict) -> Verdict {
+    match (a, b) {
+        (Verdict::Fail, _) | (_, Verdict::Fail) => Verdict::Fail,
+        (Verdict::Pass, _) | (_, Verdict::Pass) => Verdict::Pass,
+        _ => Verdict::NotApplicable,
+    }
+}
+
+fn label(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "FAIL",
+        Verdict::NotApplicable => "n/a",
+    }
+}
+
+/// The observations around each piece of evidence: three before it and the one after.
+fn timeline(
+    scenario: &str,
+    origin: u64,
+    observations: &[Observation],
+    evidence: &[usize],
+) -> Vec<TimelineEntry> {
+    let mut picked: Vec<usize> = evidence
+        .iter()
+        .take(3)
+        .flat_map(|&i| i.saturating_sub(3)..=(i + 1).min(observations.len().saturating_sub(1)))
+        .collect();
+    picked.sort_unstable();
+    picked.dedup();
+    picked
+        .into_iter()
+        .filter_map(|i| observations.get(i))
+        .map(|o| TimelineEntry {
+            scenario: scenario.to_string(),
+            at_ms: o.at.0.saturating_sub(origin),
+            device: o.device.clone(),
+            event: format!("{:?}", o.event),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hubswap_spec::trace::{DpsAnswer, DpsRequest, Observed};
+    use hubswap_spec::{Millis, TraceCheck, grade};
+
+    fn obs(at: u64, event: Observed) -> Observation {
+        Observation {
+            at: Millis(at),
+            device: "dev".into(),
+            event,
+        }
+    }
+
+    fn failing_trace() -> Vec<Observation> {
+        vec![
+            obs(0, Observed::DpsRequest(DpsRequest::Register)),
+            obs(
+                10,
+                Observed::DpsResponse(DpsAnswer::Status {
+                    status: 429,
+                    retry_after: Some(Duration::from_secs(10)),
+                }),
+            ),
+            obs(2_000, Observed::DpsRequest(DpsRequest::Register)),
+        ]
+    }
+
+    #[test]
+    fn a_failed_guarantee_fails_the_report_in_every_format() {
+        let trace = failing_trace();
+        let grades = grade(&TraceCheck::default(), &trace);
+        let mut r = Report::new("./device");
+        let outcome = ScenarioOutcome {
+            name: "throttled".into(),
+            duration: Duration::from_secs(1),
+            problems: vec![],
+            verdicts: vec![],
+        };
+        r.add(outcome, &grades, &trace);
+        assert!(!r.passed());
+        let g6 = r
+            .guarantees
+            .iter()
+            .find(|g| g.guarantee == Guarantee::G6)
+            .expect("G6");
+        assert_eq!(g6.verdict, Verdict::Fail);
+        assert!(!g6.timeline.is_empty());
+        assert!(r.render_text().contains("G6 FAIL"));
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).expect("valid JSON");
+        assert_eq!(json["guarantees"][5]["verdict"], "Fail");
+        let xml = r.to_junit();
+        assert!(xml.contains("<failure") && xml.contains("G6"), "{xml}");
+        assert!(
+            xml.contains("<skipped"),
+            "not-applicable guarantees are skipped cases"
+        );
+    }
+
+    #[test]
+    fn verdicts_merge_fail_over_pass_over_not_applicable() {
+        assert_eq!(merge(Verdict::Pass, Verdict::Fail), Verdict::Fail);
+        assert_eq!(merge(Verdict::NotApplicable, Verdict::Pass), Verdict::Pass);
+        assert_eq!(
+            merge(Verdict::NotApplicable, Verdict::NotApplicable),
+            Verdict::NotApplicable
+        );
+    }
+}

@@ -5,10 +5,12 @@
 //!
 //! | module | what |
 //! | --- | --- |
+//! | [`device`] | the device under test: a command with placeholders, run as a process group |
 //! | [`refinement`] | the client's statig machine against `spec::step` under random, adversarial input sequences |
 //! | [`report`] | the per-guarantee report: terminal, JSON, JUnit XML |
 //!
 //! The randomised refinement suite runs with `cargo test -p hubswap-conformance --test refinement`.
 
+pub mod device;
 pub mod refinement;
 pub mod report;

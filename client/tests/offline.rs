@@ -130,3 +130,55 @@ async fn a_journaled_outbox_is_delivered_after_a_restart() {
     client.shutdown().await;
     cloud.shutdown().await;
 }
+
+/// After a failure the driver does not poll rumqttc again until the machine asks: a hub that
+/// accepts and drops every connection sees attempts spaced by the spec's backoff, not a spin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_hub_is_retried_at_the_spec_pace_not_in_a_loop() {
+    init_tracing();
+    let hub = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = hub.local_addr().unwrap().port();
+    let timing = hubswap_spec::Config {
+        unreachable_threshold: 50,
+        fast: hubswap_spec::Profile {
+            floor: Duration::from_millis(200),
+            initial: Duration::from_millis(100),
+            cap: Duration::from_millis(400),
+        },
+        min_attempt_spacing: Duration::from_millis(200),
+        ..fast_timing()
+    };
+    let cached = hubswap_spec::Assignment {
+        hub: "flaky.hub".into(),
+        device_id: "flaky-1".into(),
+    };
+    let (client, _e) = unreachable_builder("flaky-1")
+        .await
+        .timing(timing)
+        .store(hubswap_client::MemoryStore::with(
+            "0ne0000TEST/flaky-1",
+            cached,
+        ))
+        .hub_resolver(move |_| ("127.0.0.1".to_owned(), port))
+        .build()
+        .unwrap();
+    let attempts = 5;
+    let started = tokio::time::Instant::now();
+    for _ in 0..attempts {
+        let (sock, _) = tokio::time::timeout(LONG, hub.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        drop(sock);
+    }
+    let elapsed = started.elapsed();
+    // Four gaps of at least the spacing (200 ms) between five attempts; a spinning event loop
+    // would reconnect within microseconds.
+    assert!(elapsed >= Duration::from_millis(4 * 200), "{elapsed:?}");
+    let reason = client.status().borrow().reason.clone();
+    assert!(
+        matches!(reason, Some(hubswap_client::Reason::HubUnreachable(_))),
+        "{reason:?}"
+    );
+    client.shutdown().await;
+}

@@ -165,3 +165,25 @@ async fn a_hub_switch_loses_no_message() {
     client.shutdown().await;
     cloud.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reprovision_asks_dps_again_and_reconnects() {
+    init_tracing();
+    let cloud = cloud(1).await;
+    let (client, _events) = builder(&cloud, "reprov-1", DpsTransport::Mqtt)
+        .build()
+        .unwrap();
+    let mut status = client.status();
+    wait_status(&mut status, StatusKind::Connected).await;
+    let before = dps_requests(&cloud, "reprov-1");
+    client.reprovision();
+    status
+        .wait_for(|s| s.reason == Some(Reason::ReprovisionRequested))
+        .await
+        .unwrap();
+    wait_status(&mut status, StatusKind::Connected).await;
+    assert!(dps_requests(&cloud, "reprov-1") > before);
+    assert_eq!(connacks(&cloud, "reprov-1", 0), 2);
+    client.shutdown().await;
+    cloud.shutdown().await;
+}

@@ -77,6 +77,9 @@ pub struct CloudConfig {
     pub timeouts: Timeouts,
     /// The largest telemetry payload accepted (IoT Hub: 256 KB).
     pub max_message_size: usize,
+    /// The service-side event broker (rumqttd, plain MQTT); port 0 picks a free port; `None`
+    /// runs without it.
+    pub events: Option<SocketAddr>,
 }
 
 impl CloudConfig {
@@ -110,12 +113,20 @@ impl CloudConfig {
                 connect: Duration::from_secs(5),
             },
             max_message_size: 256 * 1024,
+            events: None,
         }
+    }
+
+    /// The test layout with the event broker on a free loopback port.
+    #[must_use]
+    pub fn with_events(mut self) -> Self {
+        self.events = Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
+        self
     }
 
     /// The layout official SDKs accept unmodified: DPS on `base` (MQTT 8883 and HTTPS 443), hub
     /// `i` on `base + 1 + i`, port 8883, with `assignedHub` = that bare IP; admin API on
-    /// `127.0.0.1:8480`.
+    /// `127.0.0.1:8480`; the event broker on `127.0.0.1:1883`.
     pub fn sdk_layout(base: Ipv4Addr, hubs: usize) -> Self {
         let ip = |offset: usize| {
             let offset = u32::try_from(offset).unwrap_or(0);
@@ -144,6 +155,7 @@ impl CloudConfig {
             }],
             timeouts: Timeouts::default(),
             max_message_size: 256 * 1024,
+            events: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883)),
         }
     }
 

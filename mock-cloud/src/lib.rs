@@ -56,17 +56,21 @@ mod cloud;
 pub mod config;
 mod dps;
 mod error;
+mod events;
+pub mod fault;
 pub mod log;
 mod mqtt;
 mod persist;
 mod registry;
 pub mod sas;
+pub mod scenario;
 pub mod tls;
 
 pub use admin::client::AdminClient;
 pub use cloud::{CloudInfo, Enrollments, GroupKey, HubInfo, MockCloud};
 pub use config::{CloudConfig, DpsConfig, GroupSeed, HubConfig, Timeouts};
 pub use error::Error;
+pub use fault::{ActiveFault, Fault, FaultId, FaultOptions};
 pub use log::{Event, LogRecord, ObservationLog};
 pub use registry::{
     Device, DeviceAuth, DeviceInfo, EnrollmentGroup, GroupAttestation, HubIdentity, HubStatus,

@@ -1,12 +1,14 @@
-//! `hubswap-mock-cloud`: run the mock cloud (`serve`, the default) or drive a running one
-//! through its admin API (`devices`, `twin`, `method`, `c2d`, `log`).
+//! `hubswap-mock-cloud`: run the mock cloud (`serve`, the default), drive a running one
+//! through its admin API (`devices`, `twin`, `method`, `c2d`, `log`, `fault`, `faults`), or run
+//! a scenario file (`scenario`) against a running cloud or a built-in one.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use hubswap_mock_cloud::{AdminClient, CloudConfig, CloudInfo, Error, MockCloud};
+use hubswap_mock_cloud::scenario::{self, Scenario, StepOutcome};
+use hubswap_mock_cloud::{AdminClient, CloudConfig, CloudInfo, Error, Fault, MockCloud};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -61,6 +63,42 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Apply a fault to a running mock cloud (one subcommand per fault; see `fault --help`).
+    Fault {
+        #[command(subcommand)]
+        fault: Fault,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List or clear the active faults of a running mock cloud.
+    Faults {
+        #[command(subcommand)]
+        command: FaultsCommand,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Run a scenario file (TOML) against a running mock cloud, or a built-in one when neither
+    /// --admin-url nor --data-dir is given.
+    Scenario {
+        /// The scenario file.
+        file: PathBuf,
+        /// Multiply every time in the file (0.1 runs ten times faster).
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum FaultsCommand {
+    /// The active faults and the rendering options.
+    List,
+    /// Clear one fault (undoing it), or all.
+    Clear {
+        /// The fault id; none clears all.
+        id: Option<u64>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -86,6 +124,12 @@ struct ServeArgs {
     /// DPS id scope.
     #[arg(long, default_value = "0ne00000MCK")]
     id_scope: String,
+    /// Service-side event broker (plain MQTT, topics `hubswap/#`); port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    events: SocketAddr,
+    /// Run without the event broker.
+    #[arg(long)]
+    no_events: bool,
 }
 
 #[derive(Args)]
@@ -163,6 +207,11 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Scenario {
+            file,
+            time_scale,
+            admin,
+        }) => run_scenario(&file, time_scale, &admin).await,
         Some(other) => client(other).await,
     };
     match result {
@@ -184,6 +233,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     }
     config.admin = Some(args.admin);
     config.data_dir = args.data_dir;
+    config.events = (!args.no_events).then_some(args.events);
     let cloud = MockCloud::start(config).await?;
     print_banner(&cloud.info());
     let _ = tokio::signal::ctrl_c().await;
@@ -212,6 +262,9 @@ fn print_banner(info: &CloudInfo) {
     if let Some(url) = &info.admin_url {
         println!("  admin API:  {url}");
     }
+    if let Some(url) = &info.events_url {
+        println!("  events:     {url} (topics hubswap/#)");
+    }
     if let Some(g) = info.groups.first() {
         println!();
         println!("example device (Python azure-iot-device 2.14):");
@@ -223,6 +276,50 @@ fn print_banner(info: &CloudInfo) {
             g.primary_key
         );
     }
+}
+
+fn print_step(o: &StepOutcome) {
+    println!(
+        "step {} at {:?} (applied after {:?}): {} -> fault {}",
+        o.step,
+        o.at,
+        o.applied_after,
+        serde_json::to_string(&o.fault).unwrap_or_default(),
+        o.id
+    );
+}
+
+async fn run_scenario(file: &std::path::Path, scale: f64, admin: &AdminArgs) -> Result<(), Error> {
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(Error::InvalidRequest("--time-scale must be > 0".into()));
+    }
+    let s = Scenario::load(file)?.scaled(scale);
+    println!(
+        "scenario {:?}: {} step(s), {:?}",
+        s.name,
+        s.steps.len(),
+        s.length()
+    );
+    let outcomes = if admin.admin_url.is_some() || admin.data_dir.is_some() {
+        scenario::run(&s, &admin_client(admin)?, print_step).await?
+    } else {
+        let config = CloudConfig::for_tests(s.hubs).with_events();
+        let cloud = MockCloud::start(config).await?;
+        println!(
+            "built-in mock cloud: {}",
+            serde_json::to_string(&cloud.info())?
+        );
+        let result = scenario::run(&s, &cloud, print_step).await;
+        for r in cloud.log().records() {
+            if matches!(r.event, hubswap_mock_cloud::Event::Fault { .. }) {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+        }
+        cloud.shutdown().await;
+        result?
+    };
+    println!("scenario complete: {} step(s) applied", outcomes.len());
+    Ok(())
 }
 
 fn admin_client(args: &AdminArgs) -> Result<AdminClient, Error> {
@@ -252,7 +349,28 @@ fn print(v: &Value) -> Result<(), Error> {
 #[allow(clippy::too_many_lines, reason = "one match arm per subcommand")]
 async fn client(command: Command) -> Result<(), Error> {
     match command {
-        Command::Serve(_) => Ok(()),
+        Command::Serve(_) | Command::Scenario { .. } => Ok(()),
+        Command::Fault { fault, admin } => {
+            let body = serde_json::to_value(&fault)?;
+            print(
+                &admin_client(&admin)?
+                    .request("POST", "/api/faults", Some(&body))
+                    .await?,
+            )
+        }
+        Command::Faults { command, admin } => {
+            let c = admin_client(&admin)?;
+            match command {
+                FaultsCommand::List => print(&c.request("GET", "/api/faults", None).await?),
+                FaultsCommand::Clear { id: Some(id) } => print(
+                    &c.request("DELETE", &format!("/api/faults/{id}"), None)
+                        .await?,
+                ),
+                FaultsCommand::Clear { id: None } => {
+                    print(&c.request("DELETE", "/api/faults", None).await?)
+                }
+            }
+        }
         Command::Devices { command, admin } => {
             let c = admin_client(&admin)?;
             match command {

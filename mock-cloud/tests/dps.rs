@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{connect, far_future, https, logged, options, provision_mqtt, refusal, start};
+use common::{
+    connect, far_future, https, https_as, logged, options, provision_mqtt, refusal, start,
+};
 use hubswap_mock_cloud::Event;
 use hubswap_mock_cloud::sas::mint;
 use serde_json::Value;
@@ -284,6 +286,75 @@ async fn x509_group_devices_attest_with_their_chain_and_connect_without_a_passwo
     assert_eq!(
         provision_mqtt(&cloud, "cert-dev-1", None, wrong_cn).await["errorCode"],
         401_002
+    );
+    cloud.shutdown().await;
+}
+
+#[tokio::test]
+async fn x509_group_devices_provision_over_rest_with_their_tls_client_certificate() {
+    let cloud = start(2).await;
+    let scope = cloud.id_scope().to_owned();
+    let ca = cloud.add_x509_group("x509-rest").unwrap();
+    let id = ca.issue_device("rest-cert-1").unwrap();
+    let register = format!("/{scope}/registrations/rest-cert-1/register?api-version=2021-06-01");
+    let body = br#"{"registrationId":"rest-cert-1"}"#;
+    // No Authorization header: the chain of the TLS connection attests.
+    let (status, headers, answer) = https_as(&cloud, Some(&id), "PUT", &register, None, body).await;
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(header(&headers, "retry-after"), Some("1"));
+    let op = serde_json::from_slice::<Value>(&answer).unwrap()["operationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let poll = format!("/{scope}/registrations/rest-cert-1/operations/{op}?api-version=2021-06-01");
+    let (status, _, answer) = https_as(&cloud, Some(&id), "GET", &poll, None, b"").await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(v["status"], "assigned", "{v}");
+    let state = &v["registrationState"];
+    assert_eq!(
+        state["deviceId"], "rest-cert-1",
+        "the leaf CN is the device id"
+    );
+    assert_eq!(state["x509"]["enrollmentGroupId"], "x509-rest");
+    assert!(
+        cloud
+            .hub_hosts()
+            .iter()
+            .any(|h| state["assignedHub"].as_str() == Some(h.as_str()))
+    );
+    // The same certificate without TLS client auth is unauthorised.
+    assert_eq!(https(&cloud, "PUT", &register, None, body).await.0, 401);
+    cloud.shutdown().await;
+}
+
+#[tokio::test]
+async fn x509_rest_registration_with_a_chain_from_another_ca_is_refused() {
+    let cloud = start(1).await;
+    let scope = cloud.id_scope().to_owned();
+    let ca = cloud.add_x509_group("x509-rest").unwrap();
+    let stranger = hubswap_mock_cloud::certs::CertificateAuthority::generate("stranger")
+        .unwrap()
+        .issue_device("rest-cert-2")
+        .unwrap();
+    let register = format!("/{scope}/registrations/rest-cert-2/register?api-version=2021-06-01");
+    let (status, headers, answer) =
+        https_as(&cloud, Some(&stranger), "PUT", &register, None, b"{}").await;
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&answer));
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(v["errorCode"], 401_002);
+    assert_eq!(header(&headers, "x-ms-error-code"), Some("401002"));
+    // A certificate from the right CA but for another CN does not register this id either.
+    let other = ca.issue_device("rest-cert-3").unwrap();
+    assert_eq!(
+        https_as(&cloud, Some(&other), "PUT", &register, None, b"{}")
+            .await
+            .0,
+        401
+    );
+    assert!(
+        cloud.device("rest-cert-2").is_err(),
+        "nothing was registered"
     );
     cloud.shutdown().await;
 }

@@ -21,9 +21,17 @@
 //! | GET | `/api/log?since=N` | log records |
 //! | GET | `/api/log/stream?since=N` | JSON lines, live |
 //! | GET | `/api/observations` | spec observations |
-//! | PUT | `/api/clock` | `{offset_secs}` |
+//! | PUT | `/api/clock` | `{offset_secs}` (logged as a `clock-offset` fault) |
+//! | POST | `/api/devices/register` | `{id, group?}` → device (DPS allocation, no device needed) |
+//! | POST | `/api/faults` | a [`crate::Fault`] (`{"action": "failover", ...}`) → `{id}` |
+//! | GET | `/api/faults` | `{active: [ActiveFault], options: FaultOptions}` |
+//! | DELETE | `/api/faults`, `/api/faults/{id}` | clear all, clear one → `{ok}` |
+//!
+//! Failures are `{error}` with 400 (bad request or fault), 404 (no such device, hub or route),
+//! 409 (`inject` on an offline device is 404 too), 504 (method timeout).
 
 pub mod client;
+mod faults;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +51,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use crate::Error;
 use crate::cloud::Inner;
 
-type S = State<Arc<Inner>>;
+pub(crate) type S = State<Arc<Inner>>;
 
 /// Starts the admin API on a bound listener.
 pub(crate) fn spawn(
@@ -85,6 +93,7 @@ fn router(inner: Arc<Inner>) -> Router {
         .route("/api/log/stream", get(log_stream))
         .route("/api/observations", get(observations))
         .route("/api/clock", put(clock))
+        .merge(faults::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -92,7 +101,7 @@ fn router(inner: Arc<Inner>) -> Router {
         .with_state(inner)
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({"error": message}))).into_response()
 }
 
@@ -111,11 +120,11 @@ fn fail(e: &Error) -> Response {
     error(status, &e.to_string())
 }
 
-fn ok(v: impl serde::Serialize) -> Response {
+pub(crate) fn ok(v: impl serde::Serialize) -> Response {
     axum::Json(v).into_response()
 }
 
-fn reply<T: serde::Serialize>(r: Result<T, Error>) -> Response {
+pub(crate) fn reply<T: serde::Serialize>(r: Result<T, Error>) -> Response {
     match r {
         Ok(v) => ok(v),
         Err(e) => fail(&e),
@@ -127,7 +136,7 @@ fn reply<T: serde::Serialize>(r: Result<T, Error>) -> Response {
     clippy::result_large_err,
     reason = "the error is the ready HTTP answer"
 )]
-fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, Response> {
+pub(crate) fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, Response> {
     let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { bytes };
     serde_json::from_slice(bytes)
         .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}")))
@@ -209,8 +218,14 @@ async fn device_action(
         Err(r) => return r,
     };
     let result = match action.as_str() {
-        "enable" => s.core.set_device_enabled(&id, arg.hub.as_deref(), true),
-        "disable" => s.core.set_device_enabled(&id, arg.hub.as_deref(), false),
+        "enable" => s
+            .core
+            .set_device_enabled(&id, arg.hub.as_deref(), true)
+            .map(|_| ()),
+        "disable" => s
+            .core
+            .set_device_enabled(&id, arg.hub.as_deref(), false)
+            .map(|_| ()),
         "block" => s.core.set_blocked(&id, true),
         "unblock" => s.core.set_blocked(&id, false),
         "kick" => return ok(json!({"kicked": s.core.kick_on(&id, None, "kicked by operator")})),
@@ -344,10 +359,15 @@ struct ClockArg {
 async fn clock(State(s): S, b: Bytes) -> Response {
     match body::<ClockArg>(&b) {
         Ok(c) => {
-            s.core.clock.set_offset(c.offset_secs);
-            s.core
-                .control(format!("clock offset set to {} s", c.offset_secs));
-            ok(json!({"offset_secs": c.offset_secs}))
+            let fault = crate::Fault::ClockOffset(crate::fault::ClockOffset {
+                secs: c.offset_secs,
+            });
+            reply(
+                s.core
+                    .apply(fault)
+                    .await
+                    .map(|_| json!({"offset_secs": c.offset_secs})),
+            )
         }
         Err(r) => r,
     }

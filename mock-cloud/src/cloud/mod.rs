@@ -1,13 +1,15 @@
-//! [`MockCloud`]: starting every listener, the Rust control API, and graceful shutdown.
+//! [`MockCloud`]: starting every listener and graceful shutdown; the control API is in
+//! `control.rs` (devices, twins, ...) and `faults.rs` (faults).
+
+mod control;
+mod faults;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
@@ -15,21 +17,12 @@ use tokio_util::task::TaskTracker;
 use crate::certs::CertificateAuthority;
 use crate::clock::Clock;
 use crate::config::CloudConfig;
+use crate::events::EventStream;
+use crate::fault::OutageMode;
 use crate::log::ObservationLog;
-use crate::mqtt::{self, Listener, Role};
-use crate::registry::{
-    Core, DeviceInfo, EnrollmentGroup, GroupAttestation, HubStatus, IndividualEnrollment,
-    MethodResponse, Twin,
-};
+use crate::mqtt::{self, HubListeners, HubRuntime, Listener, Role};
+use crate::registry::{Core, EnrollmentGroup, GroupAttestation, HubStatus, IndividualEnrollment};
 use crate::{Error, persist, tls};
-
-/// One hub's listener and address.
-#[derive(Debug)]
-pub(crate) struct HubRuntime {
-    pub host: String,
-    pub addr: SocketAddr,
-    pub listener: Option<Listener>,
-}
 
 /// Where everything is, as written to `cloud.json` and served at `GET /api/info`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +39,9 @@ pub struct CloudInfo {
     pub hubs: Vec<HubInfo>,
     /// The admin API's base URL, if it runs.
     pub admin_url: Option<String>,
+    /// The service-side event broker (`mqtt://127.0.0.1:PORT`), if it runs.
+    #[serde(default)]
+    pub events_url: Option<String>,
     /// The CA certificate devices must trust.
     pub ca_path: PathBuf,
     /// The symmetric-key enrollment groups and their primary keys.
@@ -94,10 +90,10 @@ pub(crate) struct Inner {
     pub dps_mqtt_addr: SocketAddr,
     pub dps_https_addr: SocketAddr,
     pub dps_https: axum_server::Handle<SocketAddr>,
-    pub hubs: AsyncMutex<Vec<HubRuntime>>,
     pub hub_addrs: Vec<(String, SocketAddr)>,
     pub admin_addr: Option<SocketAddr>,
-    pub mqtt_tls: Arc<rustls::ServerConfig>,
+    pub events: std::sync::Mutex<Option<EventStream>>,
+    pub events_addr: Option<SocketAddr>,
     pub tracker: TaskTracker,
     pub persisted: bool,
 }
@@ -257,6 +253,17 @@ impl MockCloud {
         )
         .map_err(|e| Error::Config(format!("DPS HTTPS: {e}")))?
         .handle(dps_https.clone());
+        let hub_addrs: Vec<(String, SocketAddr)> =
+            hubs.iter().map(|h| (h.host.clone(), h.addr)).collect();
+        let _ = core.listeners.set(HubListeners::new(
+            Arc::clone(&mqtt_tls),
+            tracker.clone(),
+            hubs,
+        ));
+        let events = match config.events {
+            Some(addr) => Some(crate::events::start(Arc::clone(&core), addr).await?),
+            None => None,
+        };
         let router = crate::dps::rest::router(Arc::clone(&core));
         let mut tasks = vec![tokio::spawn(async move {
             if let Err(e) = server.serve(router.into_make_service()).await {
@@ -265,7 +272,9 @@ impl MockCloud {
         })];
         let admin_addr = admin_std.as_ref().and_then(|l| l.local_addr().ok());
         let inner = Arc::new(Inner {
-            hub_addrs: hubs.iter().map(|h| (h.host.clone(), h.addr)).collect(),
+            hub_addrs,
+            events_addr: events.as_ref().map(|e| e.addr),
+            events: std::sync::Mutex::new(events),
             dps_mqtt_addr: dps_mqtt.addr,
             core: Arc::clone(&core),
             ca,
@@ -275,9 +284,7 @@ impl MockCloud {
             dps_mqtt: AsyncMutex::new(Some(dps_mqtt)),
             dps_https_addr,
             dps_https,
-            hubs: AsyncMutex::new(hubs),
             admin_addr,
-            mqtt_tls,
             tracker,
             persisted,
         });
@@ -291,232 +298,6 @@ impl MockCloud {
         Ok(Self { inner, tasks })
     }
 
-    /// Where everything is.
-    pub fn info(&self) -> CloudInfo {
-        self.inner.info()
-    }
-
-    /// The id scope.
-    pub fn id_scope(&self) -> &str {
-        &self.inner.core.id_scope
-    }
-
-    /// DPS over MQTT.
-    pub fn dps_mqtt_addr(&self) -> SocketAddr {
-        self.inner.dps_mqtt_addr
-    }
-
-    /// DPS over HTTPS.
-    pub fn dps_https_addr(&self) -> SocketAddr {
-        self.inner.dps_https_addr
-    }
-
-    /// The hubs' host names (what DPS assigns), in allocation order.
-    pub fn hub_hosts(&self) -> Vec<String> {
-        self.inner
-            .hub_addrs
-            .iter()
-            .map(|(h, _)| h.clone())
-            .collect()
-    }
-
-    /// The address a hub host name listens on (the test layout's resolver).
-    pub fn hub_addr(&self, host: &str) -> Option<SocketAddr> {
-        self.inner
-            .hub_addrs
-            .iter()
-            .find(|(h, _)| h == host)
-            .map(|(_, a)| *a)
-    }
-
-    /// The admin API address, if it runs.
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.inner.admin_addr
-    }
-
-    /// The CA certificate (PEM) devices must trust.
-    pub fn ca_pem(&self) -> &str {
-        self.inner.ca.cert_pem()
-    }
-
-    /// The path of `ca.pem`.
-    pub fn ca_path(&self) -> &Path {
-        &self.inner.ca_path
-    }
-
-    /// The observation log.
-    pub fn log(&self) -> &ObservationLog {
-        &self.inner.core.log
-    }
-
-    /// The log converted to the spec's trace vocabulary.
-    pub fn observations(&self) -> Vec<hubswap_spec::Observation> {
-        self.inner.core.log.observations()
-    }
-
-    /// Adds a symmetric-key enrollment group (a key is generated when `primary_key` is `None`).
-    pub fn add_symmetric_group(&self, id: &str, primary_key: Option<&str>) -> EnrollmentGroup {
-        self.inner
-            .core
-            .add_symmetric_group(id, primary_key.map(str::to_owned), None)
-    }
-
-    /// Adds an X.509 enrollment group with a freshly generated CA, returned for issuing device
-    /// certificates (`ca.issue_device(registration_id)`).
-    pub fn add_x509_group(&self, id: &str) -> Result<CertificateAuthority, Error> {
-        let ca = CertificateAuthority::generate(&format!("{id} group CA"))?;
-        self.inner.core.add_x509_group(id, ca.cert_pem())?;
-        Ok(ca)
-    }
-
-    /// Adds an X.509 enrollment group trusting an existing CA certificate.
-    pub fn add_x509_group_with_ca(&self, id: &str, ca_pem: &str) -> Result<EnrollmentGroup, Error> {
-        self.inner.core.add_x509_group(id, ca_pem)
-    }
-
-    /// Adds an individual symmetric-key enrollment.
-    pub fn add_individual(
-        &self,
-        registration_id: &str,
-        primary_key: Option<&str>,
-    ) -> IndividualEnrollment {
-        self.inner
-            .core
-            .add_individual(registration_id, primary_key.map(str::to_owned))
-    }
-
-    /// All enrollments.
-    pub fn enrollments(&self) -> Enrollments {
-        self.inner.enrollments()
-    }
-
-    /// The primary key of a symmetric-key group.
-    pub fn group_key(&self, group: &str) -> Option<String> {
-        match self
-            .inner
-            .core
-            .lock()
-            .groups
-            .get(group)
-            .map(|g| g.attestation.clone())
-        {
-            Some(GroupAttestation::SymmetricKey { primary_key, .. }) => Some(primary_key),
-            _ => None,
-        }
-    }
-
-    /// The device key a group member derives from the group's primary key (§1.4).
-    pub fn device_key(&self, group: &str, registration_id: &str) -> Option<String> {
-        crate::sas::derive_device_key(&self.group_key(group)?, registration_id)
-    }
-
-    /// Every device with its connection status.
-    pub fn devices(&self) -> Vec<DeviceInfo> {
-        self.inner.core.devices()
-    }
-
-    /// One device.
-    pub fn device(&self, id: &str) -> Result<DeviceInfo, Error> {
-        self.inner.core.device(id)
-    }
-
-    /// Registers a device directly on a hub, bypassing DPS.
-    pub fn create_device(
-        &self,
-        id: &str,
-        hub: &str,
-        primary_key: Option<&str>,
-    ) -> Result<crate::registry::Device, Error> {
-        self.inner
-            .core
-            .create_device(id, hub, primary_key.map(str::to_owned))
-    }
-
-    /// Enables or disables a device's identity on a hub (default: its assigned hub).
-    pub fn set_device_enabled(
-        &self,
-        id: &str,
-        hub: Option<&str>,
-        enabled: bool,
-    ) -> Result<(), Error> {
-        self.inner.core.set_device_enabled(id, hub, enabled)
-    }
-
-    /// Blocks or unblocks a device.
-    pub fn set_device_blocked(&self, id: &str, blocked: bool) -> Result<(), Error> {
-        self.inner.core.set_blocked(id, blocked)
-    }
-
-    /// Drops a device's live connection without an MQTT packet; `false` when it had none.
-    pub fn kick(&self, id: &str) -> bool {
-        self.inner.core.kick_on(id, None, "kicked by operator")
-    }
-
-    /// The hubs with their listener and allocation status.
-    pub async fn hubs(&self) -> Vec<HubInfo> {
-        self.inner.hubs().await
-    }
-
-    /// Includes or excludes a hub from DPS allocation.
-    pub fn set_hub_allocation(&self, host: &str, enabled: bool) -> Result<(), Error> {
-        self.inner.core.set_hub_enabled(host, enabled)
-    }
-
-    /// Stops a hub's listener (new connections are refused; live ones stay).
-    pub async fn stop_hub_listener(&self, host: &str) -> Result<(), Error> {
-        self.inner.stop_hub_listener(host).await
-    }
-
-    /// Restarts a stopped hub listener on its previous address.
-    pub async fn start_hub_listener(&self, host: &str) -> Result<(), Error> {
-        self.inner.start_hub_listener(host).await
-    }
-
-    /// A device's twin.
-    pub fn twin(&self, id: &str) -> Result<Twin, Error> {
-        self.inner.core.twin(id)
-    }
-
-    /// Merges a desired-properties patch and pushes it to the device if connected; returns the
-    /// new desired `$version`.
-    pub fn update_desired(&self, id: &str, patch: &Value) -> Result<u64, Error> {
-        self.inner.core.update_desired(id, patch)
-    }
-
-    /// Invokes a direct method (`component*command` for IoT Central component commands).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::DeviceNotOnline`] without a live connection subscribed to methods;
-    /// [`Error::MethodTimeout`] when no answer arrives within `timeout`.
-    pub async fn invoke_method(
-        &self,
-        id: &str,
-        name: &str,
-        payload: &Value,
-        timeout: Duration,
-    ) -> Result<MethodResponse, Error> {
-        self.inner
-            .core
-            .invoke_method(id, name, payload, timeout)
-            .await
-    }
-
-    /// Queues a cloud-to-device message with application properties; returns its `$.mid`.
-    pub fn send_c2d(
-        &self,
-        id: &str,
-        payload: impl Into<Bytes>,
-        properties: &[(String, Option<String>)],
-    ) -> Result<String, Error> {
-        self.inner.core.send_c2d(id, payload.into(), properties)
-    }
-
-    /// Shifts the cloud's Unix clock (SAS expiry is judged on it).
-    pub fn set_clock_offset(&self, secs: i64) {
-        self.inner.core.clock.set_offset(secs);
-    }
-
     /// Stops every listener, closes every connection, saves state, and waits (up to 5 s).
     pub async fn shutdown(self) {
         let inner = self.inner;
@@ -527,10 +308,16 @@ impl MockCloud {
         if let Some(l) = inner.dps_mqtt.lock().await.take() {
             l.stop().await;
         }
-        for hub in inner.hubs.lock().await.iter_mut() {
-            if let Some(l) = hub.listener.take() {
-                l.stop().await;
-            }
+        if let Some(l) = inner.core.listeners.get() {
+            l.stop_all().await;
+        }
+        let events = inner
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(e) = events {
+            e.stop();
         }
         inner.tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), inner.tracker.wait()).await;
@@ -576,11 +363,14 @@ impl Inner {
                 .map(|(host, addr)| HubInfo {
                     host: host.clone(),
                     addr: *addr,
-                    listening: true,
+                    listening: !state.faults.outages.get(host).is_some_and(|o| {
+                        matches!(o.mode, OutageMode::Closed | OutageMode::NameGone)
+                    }),
                     allocating: allocating(host),
                 })
                 .collect(),
             admin_url: self.admin_addr.map(|a| format!("http://{a}")),
+            events_url: self.events_addr.map(|a| format!("mqtt://{a}")),
             ca_path: self.ca_path.clone(),
             groups,
         }
@@ -596,52 +386,33 @@ impl Inner {
 
     pub(crate) async fn hubs(&self) -> Vec<HubInfo> {
         let statuses = self.core.hubs();
-        self.hubs
-            .lock()
+        let Some(listeners) = self.core.listeners.get() else {
+            return Vec::new();
+        };
+        listeners
+            .status()
             .await
-            .iter()
-            .map(|h| HubInfo {
-                host: h.host.clone(),
-                addr: h.addr,
-                listening: h.listener.is_some(),
-                allocating: statuses.iter().any(|s| s.host == h.host && s.enabled),
+            .into_iter()
+            .map(|(host, addr, listening)| HubInfo {
+                allocating: statuses.iter().any(|s| s.host == host && s.enabled),
+                host,
+                addr,
+                listening,
             })
             .collect()
     }
 
     pub(crate) async fn stop_hub_listener(&self, host: &str) -> Result<(), Error> {
-        let mut hubs = self.hubs.lock().await;
-        let hub = hubs
-            .iter_mut()
-            .find(|h| h.host == host)
-            .ok_or_else(|| Error::HubNotFound(host.to_owned()))?;
-        if let Some(l) = hub.listener.take() {
-            l.stop().await;
+        if let Some(l) = self.core.listeners.get() {
+            l.stop(host).await?;
         }
         self.core.control(format!("hub {host} listener stopped"));
         Ok(())
     }
 
     pub(crate) async fn start_hub_listener(&self, host: &str) -> Result<(), Error> {
-        let mut hubs = self.hubs.lock().await;
-        let hub = hubs
-            .iter_mut()
-            .find(|h| h.host == host)
-            .ok_or_else(|| Error::HubNotFound(host.to_owned()))?;
-        if hub.listener.is_none() {
-            let std = mqtt::bind(
-                hub.addr,
-                &format!("hub {host}"),
-                "the hub's previous address",
-            )?;
-            let role = Role::Hub(host.to_owned());
-            hub.listener = Some(mqtt::spawn(
-                Arc::clone(&self.core),
-                std,
-                Arc::clone(&self.mqtt_tls),
-                role,
-                self.tracker.clone(),
-            )?);
+        if let Some(l) = self.core.listeners.get() {
+            l.start(&self.core, host).await?;
         }
         self.core.control(format!("hub {host} listener started"));
         Ok(())

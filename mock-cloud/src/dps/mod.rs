@@ -7,6 +7,8 @@ pub(crate) mod rest;
 use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 
+use crate::Error;
+use crate::fault::BlockedDps;
 use crate::log::{DpsRequestKind, Event, Transport};
 use crate::registry::{
     Core, Device, DeviceAuth, GroupAttestation, HubIdentity, Operation, State, Twin,
@@ -42,6 +44,7 @@ struct Refusal {
     status: u16,
     code: u32,
     message: String,
+    retry_after: Option<u32>,
 }
 
 fn refuse(status: u16, code: u32, message: impl Into<String>) -> Refusal {
@@ -49,8 +52,12 @@ fn refuse(status: u16, code: u32, message: impl Into<String>) -> Refusal {
         status,
         code,
         message: message.into(),
+        retry_after: None,
     }
 }
+
+/// IoT Central's DPS text for a blocked device (protocol.md §5.3).
+const BLOCKED: &str = "Device is blocked from connecting to IoT Central application. Unblock the device in IoT Central and retry.";
 
 impl Core {
     /// `PUT .../register` or `$dps/registrations/PUT/iotdps-register`.
@@ -64,7 +71,8 @@ impl Core {
     ) -> DpsReply {
         self.log_dps_request(transport, DpsRequestKind::Register, reg_id, None);
         let reply = self
-            .register(scope, reg_id, auth, body)
+            .injected(transport, DpsRequestKind::Register, reg_id)
+            .map_or_else(|| self.register(scope, reg_id, auth, body), Err)
             .unwrap_or_else(|r| self.error_reply(&r));
         self.log_dps_reply(transport, reg_id, &reply);
         reply
@@ -81,7 +89,8 @@ impl Core {
     ) -> DpsReply {
         self.log_dps_request(transport, DpsRequestKind::Poll, reg_id, Some(operation_id));
         let reply = self
-            .poll(scope, reg_id, operation_id, auth)
+            .injected(transport, DpsRequestKind::Poll, reg_id)
+            .map_or_else(|| self.poll(scope, reg_id, operation_id, auth), Err)
             .unwrap_or_else(|r| self.error_reply(&r));
         self.log_dps_reply(transport, reg_id, &reply);
         reply
@@ -106,7 +115,7 @@ impl Core {
                 .ok_or_else(|| refuse(404, 404_201, "registration not found"))?;
             Ok(DpsReply {
                 status: 200,
-                body: assigned_state(device),
+                body: assigned_state(device, state.faults.public_hub(&device.hub)),
                 retry_after: None,
             })
         })();
@@ -133,10 +142,13 @@ impl Core {
                 json!({"registrationId": reg_id, "status": "disabled", "lastUpdatedDateTimeUtc": now}),
             )
         } else if state.devices.get(reg_id).is_some_and(|d| d.blocked) {
-            let msg = "Device is blocked from connecting to IoT Central application. Unblock the device in IoT Central and retry.";
-            ("failed", failed_state(reg_id, &now, 400_209, msg))
+            if state.faults.options.blocked_dps == BlockedDps::Unauthorized {
+                return Err(refuse(401, 400_209, BLOCKED));
+            }
+            ("failed", failed_state(reg_id, &now, 400_209, BLOCKED))
         } else if let Some(device) = Self::allocate(&mut state, reg_id, attested, model_id, &now) {
-            ("assigned", assigned_state(&device))
+            let hub = state.faults.public_hub(&device.hub).to_owned();
+            ("assigned", assigned_state(&device, &hub))
         } else {
             (
                 "failed",
@@ -167,6 +179,22 @@ impl Core {
             status: 202,
             body: json!({"operationId": operation_id, "status": "assigning"}),
             retry_after: Some(self.dps_retry_after),
+        })
+    }
+
+    /// An error answer a `dps-error` or `throttle` fault imposes on this request.
+    fn injected(
+        &self,
+        transport: Transport,
+        request: DpsRequestKind,
+        reg_id: &str,
+    ) -> Option<Refusal> {
+        let (status, code, retry_after, why) = self.dps_fault(transport, request, reg_id)?;
+        Some(Refusal {
+            status,
+            code,
+            message: format!("{why} (HTTP {status})"),
+            retry_after,
         })
     }
 
@@ -301,10 +329,37 @@ impl Core {
             model_id,
             created: now.to_owned(),
             last_updated: now.to_owned(),
+            substatus: "initialAssignment".into(),
             twin: Twin::new(),
         };
         state.devices.insert(reg_id.to_owned(), device.clone());
         Some(device)
+    }
+
+    /// Registers a device as DPS would (allocation to the least loaded hub) without a device
+    /// asking, as a member of `group` (default: the first symmetric-key group); returns the
+    /// existing device unchanged.
+    pub(crate) fn preregister(&self, id: &str, group: Option<&str>) -> Result<Device, Error> {
+        let mut state = self.lock();
+        if let Some(d) = state.devices.get(id) {
+            return Ok(d.clone());
+        }
+        let group = match group {
+            Some(g) if state.groups.contains_key(g) => g.to_owned(),
+            Some(g) => return Err(Error::InvalidRequest(format!("no enrollment group {g}"))),
+            None => state
+                .groups
+                .values()
+                .find(|g| matches!(g.attestation, GroupAttestation::SymmetricKey { .. }))
+                .map(|g| g.id.clone())
+                .ok_or_else(|| Error::InvalidRequest("no symmetric-key group".into()))?,
+        };
+        let now = self.clock.utc_string();
+        let device = Self::allocate(&mut state, id, Attested::Group(group), None, &now)
+            .ok_or_else(|| Error::InvalidRequest("no hub is available for allocation".into()))?;
+        drop(state);
+        self.control(format!("device {id} registered on {}", device.hub));
+        Ok(device)
     }
 
     fn error_reply(&self, r: &Refusal) -> DpsReply {
@@ -316,7 +371,7 @@ impl Core {
                 "message": r.message,
                 "timestampUtc": self.clock.utc_string(),
             }),
-            retry_after: None,
+            retry_after: r.retry_after,
         }
     }
 
@@ -406,15 +461,17 @@ fn group_of(device: &Device) -> Option<(&'static str, String)> {
     }
 }
 
-fn assigned_state(device: &Device) -> Value {
+/// The `registrationState` of an assigned device; `hub` is the host DPS hands out (another
+/// one while the hub's name is gone).
+fn assigned_state(device: &Device, hub: &str) -> Value {
     let group = group_of(device);
     let mut s = json!({
         "registrationId": device.id,
         "createdDateTimeUtc": device.created,
-        "assignedHub": device.hub,
+        "assignedHub": hub,
         "deviceId": device.id,
         "status": "assigned",
-        "substatus": "initialAssignment",
+        "substatus": device.substatus,
         "lastUpdatedDateTimeUtc": device.last_updated,
         "etag": format!("\"{}\"", device.last_updated),
     });

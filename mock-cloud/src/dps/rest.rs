@@ -1,21 +1,28 @@
 //! DPS over HTTPS REST (protocol.md §3): axum routes over rustls (axum-server).
 //!
+//! Attestation: a symmetric-key device sends `Authorization: SharedAccessSignature ...`; an
+//! X.509 device sends no `Authorization` header and presents its chain as the TLS client
+//! certificate (§8). axum-server's rustls acceptor puts the handshake's [`TlsInfo`] (with the
+//! peer chain) into every request's extensions, so handlers see the chain of their connection.
+//!
 //! Every answer is JSON, including refusals: unknown routes and methods, garbage bodies and
 //! bad tokens get `{errorCode, trackingId, message, timestampUtc}` with a 4xx status.
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use axum::{Extension, Router};
+use axum_server::tls::TlsInfo;
+use rustls::pki_types::CertificateDer;
 use serde_json::json;
 
 use super::{DpsAuth, DpsReply};
-use crate::log::Transport;
+use crate::log::{DpsRequestKind, Event, Transport};
 use crate::registry::Core;
 
 /// The DPS REST routes.
@@ -29,14 +36,34 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .with_state(core)
 }
 
-fn sas(headers: &HeaderMap) -> Option<&str> {
-    headers
+/// The TLS client chain of the request's connection (leaf first), empty without one.
+type Tls = Option<Extension<Arc<TlsInfo>>>;
+
+fn chain(tls: Tls) -> Vec<CertificateDer<'static>> {
+    tls.map(|Extension(info)| {
+        info.peer_certificates
+            .iter()
+            .map(|der| CertificateDer::from(der.clone()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The `Authorization` header when present, else the client chain when one was presented.
+fn auth<'a>(headers: &'a HeaderMap, chain: &'a [CertificateDer<'static>]) -> DpsAuth<'a> {
+    match headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
+    {
+        Some(token) => DpsAuth::Sas(Some(token)),
+        None if !chain.is_empty() => DpsAuth::Chain(chain),
+        None => DpsAuth::Sas(None),
+    }
 }
 
 async fn register(
     State(core): State<Arc<Core>>,
+    tls: Tls,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Bytes,
@@ -44,11 +71,20 @@ async fn register(
     let Ok(Path((scope, reg))) = path else {
         return error(&core, StatusCode::BAD_REQUEST, 400_001, "malformed path");
     };
+    if !network(&core, &reg, DpsRequestKind::Register).await {
+        return error(
+            &core,
+            StatusCode::SERVICE_UNAVAILABLE,
+            503_000,
+            "cloud stopping",
+        );
+    }
+    let chain = chain(tls);
     let reply = core.dps_register(
         Transport::Https,
         &scope,
         &reg,
-        DpsAuth::Sas(sas(&headers)),
+        auth(&headers, &chain),
         &body,
     );
     render(&reply)
@@ -56,30 +92,64 @@ async fn register(
 
 async fn poll(
     State(core): State<Arc<Core>>,
+    tls: Tls,
     path: Result<Path<(String, String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     let Ok(Path((scope, reg, op))) = path else {
         return error(&core, StatusCode::BAD_REQUEST, 400_001, "malformed path");
     };
-    render(&core.dps_poll(
-        Transport::Https,
-        &scope,
-        &reg,
-        &op,
-        DpsAuth::Sas(sas(&headers)),
-    ))
+    if !network(&core, &reg, DpsRequestKind::Poll).await {
+        return error(
+            &core,
+            StatusCode::SERVICE_UNAVAILABLE,
+            503_000,
+            "cloud stopping",
+        );
+    }
+    let chain = chain(tls);
+    render(&core.dps_poll(Transport::Https, &scope, &reg, &op, auth(&headers, &chain)))
 }
 
 async fn lookup(
     State(core): State<Arc<Core>>,
+    tls: Tls,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     let Ok(Path((scope, reg))) = path else {
         return error(&core, StatusCode::BAD_REQUEST, 400_001, "malformed path");
     };
-    render(&core.dps_lookup(Transport::Https, &scope, &reg, DpsAuth::Sas(sas(&headers))))
+    let chain = chain(tls);
+    render(&core.dps_lookup(Transport::Https, &scope, &reg, auth(&headers, &chain)))
+}
+
+/// Network faults for the device over HTTPS: a `delay` postpones the answer; a `blackhole`
+/// leaves the request unanswered (logged as dropped) for as long as it lasts. `false` when the
+/// cloud shuts down meanwhile.
+async fn network(core: &Core, reg: &str, request: DpsRequestKind) -> bool {
+    if core.blackholed(None, reg) {
+        let event = Event::DpsDropped {
+            transport: Transport::Https,
+            request,
+            reason: "network blackhole".into(),
+        };
+        core.log.record(Some(reg), event);
+        let mut epoch = core.fault_epoch.subscribe();
+        while core.blackholed(None, reg) {
+            tokio::select! {
+                () = core.shutdown.cancelled() => return false,
+                changed = epoch.changed() => if changed.is_err() { return false },
+            }
+        }
+    }
+    if let Some(d) = core.send_delay(None, reg) {
+        tokio::select! {
+            () = core.shutdown.cancelled() => return false,
+            () = tokio::time::sleep(d) => {}
+        }
+    }
+    true
 }
 
 async fn not_found(State(core): State<Arc<Core>>) -> Response {

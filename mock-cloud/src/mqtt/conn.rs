@@ -18,6 +18,7 @@ use tokio_util::codec::Framed;
 
 use super::Role;
 use super::connect::{ConnectRequest, HubDecision, parse_dps_username, parse_hub_username};
+use crate::fault::state::{AfterConnect, CloseHow};
 use crate::log::{AuthMethod, Endpoint, Event};
 use crate::registry::Core;
 use crate::sas::SasToken;
@@ -30,6 +31,8 @@ pub(crate) struct Wire {
     framed: Framed<TlsStream<TcpStream>, rumqttc::mqttbytes::v4::Codec>,
     keep_alive: Option<Duration>,
     deadline: Option<Instant>,
+    /// Once the device is known: where to ask for a `network delay` before each send.
+    watch: Option<(Arc<Core>, Option<String>, String)>,
 }
 
 /// What the device sent next.
@@ -51,7 +54,13 @@ impl Wire {
             framed: Framed::new(stream, codec),
             keep_alive: None,
             deadline: None,
+            watch: None,
         }
+    }
+
+    /// Applies `network delay` faults for `device` (on `hub`, or DPS) to every later send.
+    pub(crate) fn watch(&mut self, core: Arc<Core>, hub: Option<String>, device: String) {
+        self.watch = Some((core, hub, device));
     }
 
     /// Sets the server-side keep-alive: 1.5 × the client's, capped at 1767 s (§4.2); 0 = none.
@@ -82,14 +91,40 @@ impl Wire {
         }
     }
 
-    /// Sends one packet; `false` when the socket is gone.
+    /// Sends one packet (late, under a `network delay` fault); `false` when the socket is gone.
     pub(crate) async fn send(&mut self, packet: Packet) -> bool {
+        if let Some(delay) = self
+            .watch
+            .as_ref()
+            .and_then(|(core, hub, device)| core.send_delay(hub.as_deref(), device))
+        {
+            tokio::time::sleep(delay).await;
+        }
         self.framed.send(packet).await.is_ok()
     }
 
     /// Closes cleanly (TLS `close_notify`, then FIN).
     pub(crate) async fn close(mut self) {
         let _ = self.framed.get_mut().shutdown().await;
+    }
+
+    /// Resets the TCP connection (RST), with no MQTT or TLS goodbye.
+    pub(crate) fn reset(self) {
+        let _ = self.framed.get_ref().get_ref().0.set_zero_linger();
+    }
+
+    /// Closes the way `how` says.
+    pub(crate) async fn close_how(self, how: CloseHow) {
+        match how {
+            CloseHow::Drop => drop(self),
+            CloseHow::Reset => self.reset(),
+            CloseHow::Graceful => self.close().await,
+        }
+    }
+
+    /// Never answers again: reads and discards until the device gives up.
+    pub(crate) async fn swallow(self, stop: tokio_util::sync::CancellationToken) {
+        super::swallow(stop, self.framed.into_inner()).await;
     }
 }
 
@@ -106,6 +141,7 @@ pub(crate) async fn run(
     conn: u64,
 ) {
     let endpoint = role.endpoint();
+    let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let tls = match tokio::time::timeout(core.timeouts.tls_handshake, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -179,7 +215,7 @@ pub(crate) async fn run(
         .map(|l| l.username.clone())
         .unwrap_or_default();
     if let Some(dps) = parse_dps_username(&username) {
-        return super::dps::serve(core, wire, conn, &connect, dps, chain).await;
+        return super::dps::serve(core, wire, conn, &connect, dps, chain, &peer).await;
     }
     let Role::Hub(hub) = role else {
         let device = (!connect.client_id.is_empty()).then_some(connect.client_id.as_str());
@@ -209,6 +245,20 @@ pub(crate) async fn run(
         &connect,
         &chain,
     );
+    if let Some(d) = device.as_deref() {
+        match before_connack(&core, Some(&hub), d).await {
+            AfterConnect::Proceed | AfterConnect::Hold(_) => {}
+            AfterConnect::Reset => {
+                super::refused(&core, Some(d), &hub, conn, &peer, "reset-after-connect");
+                return wire.reset();
+            }
+            AfterConnect::Blackhole => {
+                super::refused(&core, Some(d), &hub, conn, &peer, "blackhole-after-connect");
+                return wire.swallow(core.shutdown.clone()).await;
+            }
+        }
+        wire.watch(Arc::clone(&core), Some(hub.clone()), d.to_owned());
+    }
     let req = ConnectRequest {
         client_id: &connect.client_id,
         password: password(&connect),
@@ -227,9 +277,45 @@ pub(crate) async fn run(
             )
             .await;
         }
-        HubDecision::Accept { device, model_id } => {
-            super::hub::serve(core, wire, hub, conn, device, model_id, connect).await;
+        HubDecision::Accept {
+            device,
+            model_id,
+            token,
+        } => {
+            let accepted = super::hub::Accepted {
+                hub,
+                conn,
+                device,
+                model_id,
+                token,
+            };
+            super::hub::serve(core, wire, accepted, connect).await;
         }
+    }
+}
+
+/// Faults between CONNECT and CONNACK: waits out a `hold-connack`, then says whether to go on,
+/// reset or blackhole.
+pub(crate) async fn before_connack(core: &Core, hub: Option<&str>, device: &str) -> AfterConnect {
+    match core.after_connect(hub, device) {
+        AfterConnect::Hold(Some(d)) => {
+            tokio::select! {
+                () = core.shutdown.cancelled() => {}
+                () = tokio::time::sleep(d) => {}
+            }
+            AfterConnect::Proceed
+        }
+        AfterConnect::Hold(None) => {
+            let mut epoch = core.fault_epoch.subscribe();
+            while core.still_holding(hub, device) {
+                tokio::select! {
+                    () = core.shutdown.cancelled() => break,
+                    changed = epoch.changed() => if changed.is_err() { break },
+                }
+            }
+            AfterConnect::Proceed
+        }
+        other => other,
     }
 }
 

@@ -81,6 +81,14 @@ pub(crate) struct ConnectRequest<'a> {
     pub chain: &'a [CertificateDer<'static>],
 }
 
+/// The SAS token a connection was accepted with (never the token itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TokenInfo {
+    pub fingerprint: u64,
+    /// `se`, Unix seconds.
+    pub expiry: u64,
+}
+
 /// The hub's answer to a CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HubDecision {
@@ -88,6 +96,7 @@ pub(crate) enum HubDecision {
     Accept {
         device: String,
         model_id: Option<String>,
+        token: Option<TokenInfo>,
     },
     /// CONNACK with this code, then close.
     Refuse {
@@ -106,14 +115,17 @@ fn refuse(code: ConnectReturnCode, reason: impl Into<String>) -> HubDecision {
 impl Core {
     /// Decides a hub CONNECT: 2 for a client id that is not the username's device, 5 for a bad,
     /// expired or missing credential or a device unknown on this hub, 5 for a blocked device,
-    /// 3 for a device whose identity on this hub is disabled (protocol.md §5.2).
+    /// 3 for a device whose identity on this hub is disabled (protocol.md §5.2). The codes for
+    /// expired, blocked and disabled follow the fault options; then faults may refuse
+    /// (hub-error `connack`, strict fault injection). Records the token's fingerprint so
+    /// `expire-token` can revoke it.
     pub(crate) fn decide_hub_connect(
         &self,
         hub: &str,
         username: Option<&HubUsername>,
         req: &ConnectRequest<'_>,
     ) -> HubDecision {
-        use ConnectReturnCode::{BadClientId, NotAuthorized, ServiceUnavailable};
+        use ConnectReturnCode::{BadClientId, NotAuthorized};
         let Some(u) = username else {
             return refuse(NotAuthorized, "malformed username");
         };
@@ -132,24 +144,37 @@ impl Core {
                 "client id differs from the username's device id",
             );
         }
-        let state = self.lock();
+        let mut state = self.lock();
+        let options = state.faults.options;
         let Some(device) = state.devices.get(&u.device_id) else {
             return refuse(NotAuthorized, "unknown device");
         };
-        let Some(identity) = device.identities.get(hub) else {
+        let Some(identity) = device.identities.get(hub).copied() else {
             return refuse(NotAuthorized, "device not registered on this hub");
         };
+        let blocked = device.blocked;
+        let mut token_info = None;
         let credential = match (req.password, state.device_ca(device)) {
             (Some(token), _) => {
                 let resource = format!("{hub}/devices/{}", u.device_id);
                 let keys = state.device_keys(device);
+                let now = self
+                    .clock
+                    .unix_secs()
+                    .saturating_add_signed(-options.token_grace_secs);
                 SasToken::parse(token)
-                    .and_then(|t| t.verify(&resource, self.clock.unix_secs(), &keys))
+                    .and_then(|t| {
+                        token_info = Some(TokenInfo {
+                            fingerprint: t.fingerprint(),
+                            expiry: t.expiry().unwrap_or(0),
+                        });
+                        t.verify(&resource, now, &keys)
+                    })
                     .map_err(|e| match e {
-                        SasError::Expired => "token expired",
-                        SasError::WrongResource => "token for another resource",
-                        SasError::Malformed => "malformed token",
-                        SasError::BadSignature => "bad signature",
+                        SasError::Expired => Refused::Expired,
+                        SasError::WrongResource => Refused::Bad("token for another resource"),
+                        SasError::Malformed => Refused::Bad("malformed token"),
+                        SasError::BadSignature => Refused::Bad("bad signature"),
                     })
             }
             (None, Some(ca_pem)) => {
@@ -164,24 +189,68 @@ impl Core {
                 if cn_ok && chain_ok {
                     Ok(())
                 } else {
-                    Err("client certificate not valid for this device")
+                    Err(Refused::Bad("client certificate not valid for this device"))
                 }
             }
-            (None, None) => Err("no credentials"),
+            (None, None) => Err(Refused::Bad("no credentials")),
         };
-        if let Err(why) = credential {
-            return refuse(NotAuthorized, why);
+        if let (Ok(()), Some(t)) = (&credential, token_info) {
+            state
+                .faults
+                .last_token
+                .insert(u.device_id.clone(), t.fingerprint);
         }
-        if device.blocked {
-            return refuse(NotAuthorized, "device blocked");
+        let revoked = token_info.is_some_and(|t| {
+            state
+                .faults
+                .revoked
+                .get(&u.device_id)
+                .is_some_and(|r| r.contains(&t.fingerprint))
+        });
+        match credential {
+            Err(Refused::Bad(why)) => return refuse(NotAuthorized, why),
+            Err(Refused::Expired) => {
+                return refuse(code(options.expired_connack), "token expired");
+            }
+            Ok(()) if revoked => {
+                return refuse(code(options.expired_connack), "token expired (forced)");
+            }
+            Ok(()) => {}
+        }
+        if blocked {
+            return refuse(code(options.blocked_connack), "device blocked");
         }
         if !identity.enabled {
-            return refuse(ServiceUnavailable, "device disabled on this hub");
+            return refuse(
+                code(options.disabled_connack),
+                "device disabled on this hub",
+            );
+        }
+        if let Some((c, why)) = self.fault_refusal(&mut state, hub, &u.device_id) {
+            return refuse(code(c), why);
         }
         HubDecision::Accept {
             device: u.device_id.clone(),
             model_id: u.model_id.clone(),
+            token: token_info,
         }
+    }
+}
+
+/// Why a credential was refused.
+enum Refused {
+    Expired,
+    Bad(&'static str),
+}
+
+/// The CONNACK return code for a number (1..=5; anything else is 5).
+pub(crate) fn code(n: u8) -> ConnectReturnCode {
+    match n {
+        1 => ConnectReturnCode::RefusedProtocolVersion,
+        2 => ConnectReturnCode::BadClientId,
+        3 => ConnectReturnCode::ServiceUnavailable,
+        4 => ConnectReturnCode::BadUserNamePassword,
+        _ => ConnectReturnCode::NotAuthorized,
     }
 }
 

@@ -14,11 +14,12 @@ use rumqttc::{
 };
 use rustls::pki_types::CertificateDer;
 
-use super::conn::{Inbound, Wire, closed, log_connect, password, refuse};
+use super::conn::{Inbound, Wire, before_connack, closed, log_connect, password, refuse};
 use super::connect::DpsUsername;
 use super::topics::{DpsTopic, dps_response_topic, parse_dps_publish};
 use crate::dps::{DpsAuth, DpsReply};
-use crate::log::{Endpoint, Event, Transport};
+use crate::fault::state::AfterConnect;
+use crate::log::{DpsRequestKind, Endpoint, Event, Transport};
 use crate::registry::Core;
 
 const RESPONSE_FILTER: &str = "$dps/registrations/res/#";
@@ -35,10 +36,20 @@ pub(crate) async fn serve(
     connect: &Connect,
     user: DpsUsername,
     chain: Vec<CertificateDer<'static>>,
+    peer: &str,
 ) {
     let reg = user.registration_id.clone();
     let endpoint = Endpoint::DpsMqtt;
     log_connect(&core, Some(&reg), endpoint.clone(), conn, connect, &chain);
+    match before_connack(&core, None, &reg).await {
+        AfterConnect::Blackhole => {
+            tracing::debug!(%reg, %peer, "DPS connection blackholed");
+            return wire.swallow(core.shutdown.clone()).await;
+        }
+        AfterConnect::Reset => return wire.reset(),
+        AfterConnect::Proceed | AfterConnect::Hold(_) => {}
+    }
+    wire.watch(Arc::clone(&core), None, reg.clone());
     if !user.scope.eq_ignore_ascii_case(&core.id_scope) {
         return refuse(
             &core,
@@ -125,6 +136,19 @@ pub(crate) async fn serve(
             Packet::Disconnect => break (Side::Device, "DISCONNECT".to_owned()),
             Packet::Publish(p) if p.qos == QoS::ExactlyOnce => {
                 break violation(&core, &reg, conn, "PUBLISH with QoS 2".into());
+            }
+            Packet::Publish(p) if core.blackholed(None, &reg) => {
+                let request = match parse_dps_publish(&p.topic) {
+                    Ok(DpsTopic::Poll { .. }) => DpsRequestKind::Poll,
+                    _ => DpsRequestKind::Register,
+                };
+                let event = Event::DpsDropped {
+                    transport: Transport::Mqtt,
+                    request,
+                    reason: "network blackhole".into(),
+                };
+                core.log.record(Some(&reg), event);
+                Vec::new()
             }
             Packet::Publish(p) => {
                 let answer = match parse_dps_publish(&p.topic) {

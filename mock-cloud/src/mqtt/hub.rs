@@ -14,7 +14,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::conn::{Inbound, Wire, closed};
+pub(crate) use super::hub_faults::Accepted;
+use super::hub_faults::{SessionFaults, applied_from_telemetry, inject_from_properties};
 use super::topics::{C2D_FILTER, HubTopic, hub_filter, parse_hub_publish};
+use crate::fault::state::CloseHow;
 use crate::log::{Endpoint, Event};
 use crate::registry::{ConnControl, Core, LiveConn, writable_acks};
 
@@ -23,6 +26,7 @@ struct End {
     by: Side,
     reason: String,
     graceful: bool,
+    how: CloseHow,
 }
 
 fn end(by: Side, reason: impl Into<String>) -> End {
@@ -30,6 +34,22 @@ fn end(by: Side, reason: impl Into<String>) -> End {
         by,
         reason: reason.into(),
         graceful: false,
+        how: CloseHow::Drop,
+    }
+}
+
+fn kicked((how, reason): (CloseHow, String)) -> End {
+    End {
+        how,
+        ..end(Side::Cloud, reason)
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -41,6 +61,7 @@ struct HubSession {
     inflight: HashMap<u16, String>,
     sent: HashSet<String>,
     next_pkid: u16,
+    faults: SessionFaults,
 }
 
 /// Runs an accepted hub connection: CONNACK 0, then the session loop, then cleanup.
@@ -48,15 +69,14 @@ struct HubSession {
     clippy::too_many_lines,
     reason = "session set-up, loop and cleanup belong together"
 )]
-pub(crate) async fn serve(
-    core: Arc<Core>,
-    mut wire: Wire,
-    hub: String,
-    conn: u64,
-    device: String,
-    model_id: Option<String>,
-    connect: Connect,
-) {
+pub(crate) async fn serve(core: Arc<Core>, mut wire: Wire, accepted: Accepted, connect: Connect) {
+    let Accepted {
+        hub,
+        conn,
+        device,
+        model_id,
+        token,
+    } = accepted;
     let (tx, mut ctl) = mpsc::unbounded_channel();
     let key = (hub.clone(), device.clone());
     let session_present = {
@@ -72,6 +92,7 @@ pub(crate) async fn serve(
             // One connection per identity: the new CONNECT closes the old one (§9.8, 400027).
             let _ = old.tx.send(ConnControl::Kick {
                 reason: "replaced by a new connection".into(),
+                how: CloseHow::Drop,
             });
         }
         if let (Some(m), Some(d)) = (model_id, state.devices.get_mut(&device)) {
@@ -108,6 +129,7 @@ pub(crate) async fn serve(
         },
     );
     let mut s = HubSession {
+        faults: SessionFaults::new(&core, token),
         core: Arc::clone(&core),
         hub,
         device,
@@ -117,24 +139,34 @@ pub(crate) async fn serve(
         next_pkid: 1,
     };
     let mut will = connect.last_will;
-    s.deliver_c2d(&mut wire).await;
     let shutdown = core.shutdown.clone();
-    let outcome = loop {
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break end(Side::Cloud, "cloud shutting down"),
-            order = ctl.recv() => match order {
-                Some(ConnControl::Kick { reason }) => break end(Side::Cloud, reason),
-                Some(ConnControl::Publish(p)) => if !wire.send(Packet::Publish(p)).await { break end(Side::Device, "socket closed") },
-                Some(ConnControl::C2dAvailable) => s.deliver_c2d(&mut wire).await,
-                None => break end(Side::Cloud, "connection superseded"),
-            },
-            inbound = wire.next() => match inbound {
-                Inbound::Packet(p) => if let Some(e) = s.handle(&mut wire, p).await { break e },
-                Inbound::Closed => break end(Side::Device, "socket closed"),
-                Inbound::KeepAliveExpired => break end(Side::Cloud, "keep-alive expired"),
-                Inbound::Malformed(e) => break s.violation(format!("malformed packet: {e}")),
-            },
+    let outcome = if let Some(drop) = core.drop_after_connack(&s.hub, &s.device) {
+        kicked(drop)
+    } else {
+        s.deliver_c2d(&mut wire).await;
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break end(Side::Cloud, "cloud shutting down"),
+                order = ctl.recv() => match order {
+                    Some(ConnControl::Kick { reason, how }) => break kicked((how, reason)),
+                    Some(ConnControl::Publish(_) | ConnControl::C2dAvailable) if s.faults.silent => {}
+                    Some(ConnControl::Publish(p)) => if !wire.send(Packet::Publish(p)).await { break end(Side::Device, "socket closed") },
+                    Some(ConnControl::C2dAvailable) => s.deliver_c2d(&mut wire).await,
+                    Some(ConnControl::Silence) => s.faults.silent = true,
+                    Some(ConnControl::Recheck) => if let Some(e) = s.faults.recheck(&core, &s.device) { break kicked(e) },
+                    Some(ConnControl::Inject { inject, id }) => s.faults.schedule(inject, id),
+                    None => break end(Side::Cloud, "connection superseded"),
+                },
+                () = until(s.faults.deadline()) => if let Some(e) = s.faults.on_deadline(&core, &s.device) { break kicked(e) },
+                inbound = wire.next() => match inbound {
+                    Inbound::Packet(_) if s.faults.silent => {}
+                    Inbound::Packet(p) => if let Some(e) = s.handle(&mut wire, p).await { break e },
+                    Inbound::Closed => break end(Side::Device, "socket closed"),
+                    Inbound::KeepAliveExpired => break end(Side::Cloud, "keep-alive expired"),
+                    Inbound::Malformed(e) => break s.violation(format!("malformed packet: {e}")),
+                },
+            }
         }
     };
     if outcome.graceful {
@@ -150,7 +182,8 @@ pub(crate) async fn serve(
         }
     }
     if outcome.by == Side::Cloud {
-        drop(wire); // no MQTT packet and no close_notify: 3.1.1 has no server DISCONNECT
+        // By default no MQTT packet and no close_notify: 3.1.1 has no server DISCONNECT.
+        wire.close_how(outcome.how).await;
     } else {
         wire.close().await;
     }
@@ -193,9 +226,8 @@ impl HubSession {
                 (!wire.send(Packet::PingResp).await).then(|| end(Side::Device, "socket closed"))
             }
             Packet::Disconnect => Some(End {
-                by: Side::Device,
-                reason: "DISCONNECT".into(),
                 graceful: true,
+                ..end(Side::Device, "DISCONNECT")
             }),
             other => Some(self.violation(format!("unexpected packet {other:?}"))),
         }
@@ -209,8 +241,21 @@ impl HubSession {
             Ok(t) => t,
             Err(e) => return Some(self.violation(e.0)),
         };
-        if p.qos == QoS::AtLeastOnce && !wire.send(Packet::PubAck(PubAck::new(p.pkid))).await {
+        let inject = match &topic {
+            HubTopic::Telemetry { properties } => inject_from_properties(&self.device, properties),
+            _ => None,
+        };
+        // The hub kills the connection before the PUBACK of a fault-injection message (§6).
+        let puback = inject.is_none() || self.core.lock().faults.options.inject_puback;
+        if p.qos == QoS::AtLeastOnce
+            && puback
+            && !wire.send(Packet::PubAck(PubAck::new(p.pkid))).await
+        {
             return Some(end(Side::Device, "socket closed"));
+        }
+        if let Some(i) = inject {
+            let id = applied_from_telemetry(&self.core, &i);
+            self.faults.schedule(i, id);
         }
         let reply = match topic {
             HubTopic::Telemetry { mut properties } => {
@@ -251,7 +296,27 @@ impl HubSession {
         self.core.log.record(Some(&self.device), event);
     }
 
+    /// A `$iothub/twin/res/{status}` failure under a hub-error `twin` fault.
+    fn twin_failed(&self, rid: &str, status: u16) -> Publish {
+        self.core.log.record(
+            Some(&self.device),
+            Event::TwinGet {
+                hub: self.hub.clone(),
+                rid: rid.to_owned(),
+                status,
+            },
+        );
+        Publish::new(
+            format!("$iothub/twin/res/{status}/?$rid={rid}"),
+            QoS::AtMostOnce,
+            Vec::new(),
+        )
+    }
+
     fn twin_get(&self, rid: &str) -> Publish {
+        if let Some(status) = self.core.twin_error(&self.hub, &self.device) {
+            return self.twin_failed(rid, status);
+        }
         let doc = self
             .core
             .lock()
@@ -278,6 +343,9 @@ impl HubSession {
     }
 
     fn twin_reported(&self, rid: &str, payload: &[u8]) -> Publish {
+        if let Some(status) = self.core.twin_error(&self.hub, &self.device) {
+            return self.twin_failed(rid, status);
+        }
         let patch = serde_json::from_slice::<Value>(payload).ok();
         let (status, version, patch) = match patch {
             Some(Value::Object(obj)) => {

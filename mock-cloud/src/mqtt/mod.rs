@@ -6,7 +6,11 @@ pub(crate) mod conn;
 pub(crate) mod connect;
 pub(crate) mod dps;
 pub(crate) mod hub;
+mod hub_faults;
+mod listeners;
 pub(crate) mod topics;
+
+pub(crate) use listeners::{HubListeners, HubRuntime};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Error;
+use crate::fault::state::Gate;
 use crate::log::{Endpoint, Event};
 use crate::registry::Core;
 
@@ -125,13 +130,30 @@ async fn accept_loop(
                         peer: peer.to_string(),
                     },
                 );
-                tracker.spawn(conn::run(
-                    Arc::clone(&core),
-                    acceptor.clone(),
-                    tcp,
-                    role.clone(),
-                    conn,
-                ));
+                let gate = match &role {
+                    Role::Hub(hub) => core.hub_gate(hub),
+                    Role::Dps => Gate::Open,
+                };
+                match (gate, &role) {
+                    (Gate::Open, _) | (_, Role::Dps) => {
+                        tracker.spawn(conn::run(
+                            Arc::clone(&core),
+                            acceptor.clone(),
+                            tcp,
+                            role.clone(),
+                            conn,
+                        ));
+                    }
+                    (Gate::Reset, Role::Hub(hub)) => {
+                        refused(&core, None, hub, conn, &peer.to_string(), "reset");
+                        let _ = tcp.set_zero_linger();
+                        drop(tcp);
+                    }
+                    (Gate::Blackhole, Role::Hub(hub)) => {
+                        refused(&core, None, hub, conn, &peer.to_string(), "blackhole");
+                        tracker.spawn(swallow(core.shutdown.clone(), tcp));
+                    }
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
@@ -139,5 +161,37 @@ async fn accept_loop(
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// Logs a refusal below MQTT.
+pub(crate) fn refused(
+    core: &Core,
+    device: Option<&str>,
+    hub: &str,
+    conn: u64,
+    peer: &str,
+    how: &str,
+) {
+    core.log.record(
+        device,
+        Event::HubRefused {
+            hub: hub.to_owned(),
+            conn,
+            peer: peer.to_owned(),
+            how: how.to_owned(),
+        },
+    );
+}
+
+/// A blackhole: reads and discards everything until the peer gives up or the cloud stops.
+pub(crate) async fn swallow<S: tokio::io::AsyncRead + Unpin>(
+    stop: CancellationToken,
+    mut stream: S,
+) {
+    let mut sink = tokio::io::sink();
+    tokio::select! {
+        () = stop.cancelled() => {}
+        _ = tokio::io::copy(&mut stream, &mut sink) => {}
     }
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::{
-    C2dMessage, ConnControl, Core, Device, DeviceAuth, EnrollmentGroup, GroupAttestation,
+    C2dMessage, CloseHow, ConnControl, Core, Device, DeviceAuth, EnrollmentGroup, GroupAttestation,
     HubIdentity, HubStatus, IndividualEnrollment, PendingMethod, Twin,
 };
 use crate::log::Event;
@@ -118,6 +118,7 @@ impl Core {
             model_id: None,
             created: now.clone(),
             last_updated: now,
+            substatus: "initialAssignment".into(),
             twin: Twin::new(),
         };
         state.devices.insert(id.to_owned(), device.clone());
@@ -148,13 +149,18 @@ impl Core {
     }
 
     /// Enables or disables the device's identity on `hub` (default: its assigned hub). Disabling
-    /// drops a live connection on that hub without an MQTT packet.
+    /// drops a live connection on that hub without an MQTT packet. Returns the hub.
     pub(crate) fn set_device_enabled(
         &self,
         id: &str,
         hub: Option<&str>,
         enabled: bool,
-    ) -> Result<(), Error> {
+    ) -> Result<String, Error> {
+        if let Some(h) = hub
+            && !self.lock().hubs.iter().any(|s| s.host == h)
+        {
+            return Err(Error::HubNotFound(h.to_owned()));
+        }
         let hub = self.with_device(id, |device| {
             let hub = hub.unwrap_or(&device.hub).to_owned();
             device
@@ -163,13 +169,13 @@ impl Core {
             hub
         })?;
         if !enabled {
-            self.kick_on(id, Some(&hub), "device disabled");
+            self.kick_how(id, Some(&hub), "device disabled", CloseHow::Drop);
         }
         self.control(format!(
             "device {id} {} on {hub}",
             if enabled { "enabled" } else { "disabled" }
         ));
-        Ok(())
+        Ok(hub)
     }
 
     fn with_device<T>(&self, id: &str, f: impl FnOnce(&mut Device) -> T) -> Result<T, Error> {
@@ -218,16 +224,7 @@ impl Core {
 
     /// Drops the device's live connection (on `hub`, or wherever it is). Returns whether one existed.
     pub(crate) fn kick_on(&self, id: &str, hub: Option<&str>, reason: &str) -> bool {
-        let state = self.lock();
-        match state.live.get(id) {
-            Some(live) if hub.is_none_or(|h| h == live.hub) => live
-                .tx
-                .send(ConnControl::Kick {
-                    reason: reason.to_owned(),
-                })
-                .is_ok(),
-            _ => false,
-        }
+        self.kick_how(id, hub, reason, CloseHow::Drop)
     }
 
     /// The device's twin.

@@ -2,21 +2,22 @@
 //! operations, persistent MQTT sessions and live connections. Everything the listeners and the
 //! control APIs share lives in [`Core`], behind one mutex that is never held across an await.
 //!
-//! Faults (the next issue) hook in here: a device's identity on a hub can be disabled, a device
-//! can be blocked, a hub can be taken out of allocation, and every live connection can be
-//! kicked through its control channel.
+//! Faults hook in here: `State::faults` holds the active faults and their overlay (see
+//! `crate::fault`), a device's identity on a hub can be disabled, a device can be blocked, a
+//! hub can be taken out of allocation, and every live connection can be kicked, silenced or
+//! asked to re-judge its token through its control channel.
 
 mod control;
 mod twin;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use bytes::Bytes;
 use rumqttc::Publish;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use control::{DeviceInfo, MethodResponse};
@@ -25,7 +26,9 @@ pub(crate) use twin::writable_acks;
 
 use crate::clock::Clock;
 use crate::config::Timeouts;
+use crate::fault::state::{CloseHow, FaultState};
 use crate::log::ObservationLog;
+use crate::mqtt::HubListeners;
 
 /// How an enrollment group attests its devices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,8 +123,16 @@ pub struct Device {
     pub created: String,
     /// When its registration last changed.
     pub last_updated: String,
+    /// DPS `substatus`: `initialAssignment`, `deviceDataMigrated` after a failover,
+    /// `reprovisionedToInitialAssignment` after a failback.
+    #[serde(default = "initial_assignment")]
+    pub substatus: String,
     /// The twin.
     pub twin: Twin,
+}
+
+fn initial_assignment() -> String {
+    "initialAssignment".into()
 }
 
 /// A hub as the registry sees it.
@@ -160,7 +171,16 @@ pub(crate) struct Session {
 #[derive(Debug)]
 pub(crate) enum ConnControl {
     /// Close the connection (no MQTT packet: 3.1.1 has no server DISCONNECT).
-    Kick { reason: String },
+    Kick { reason: String, how: CloseHow },
+    /// Stop answering (a blackhole): read and discard until the device gives up.
+    Silence,
+    /// Re-judge the connection's SAS token (clock, grace or revocation changed).
+    Recheck,
+    /// Fire a fault-injection fault.
+    Inject {
+        inject: crate::fault::Inject,
+        id: crate::fault::FaultId,
+    },
     /// Publish this to the device.
     Publish(Publish),
     /// New C2D messages are queued in the session.
@@ -194,6 +214,7 @@ pub(crate) struct State {
     pub sessions: HashMap<(String, String), Session>,
     pub live: HashMap<String, LiveConn>,
     pub methods: HashMap<String, PendingMethod>,
+    pub faults: FaultState,
 }
 
 impl State {
@@ -249,6 +270,10 @@ pub(crate) struct Core {
     pub changed: Notify,
     /// Cancelled when the cloud shuts down.
     pub shutdown: CancellationToken,
+    /// The hub listeners (set once they are bound), so faults can close and reopen them.
+    pub listeners: OnceLock<HubListeners>,
+    /// Bumped whenever a fault is applied or ends (for connections waiting on one).
+    pub fault_epoch: watch::Sender<u64>,
     next_id: AtomicU64,
 }
 
@@ -271,6 +296,8 @@ impl Core {
             state: Mutex::new(State::default()),
             changed: Notify::new(),
             shutdown: CancellationToken::new(),
+            listeners: OnceLock::new(),
+            fault_epoch: watch::Sender::new(0),
             next_id: AtomicU64::new(1),
         }
     }

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hubswap_mock_cloud::certs::Identity;
 use hubswap_mock_cloud::{CloudConfig, LogRecord, MockCloud};
 use rumqttc::{
     AsyncClient, ConnAck, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS,
@@ -261,13 +262,26 @@ pub async fn provision_and_connect(cloud: &MockCloud, reg: &str, clean: bool) ->
 
 /// A raw TLS connection trusting the cloud's CA.
 pub async fn raw_tls(cloud: &MockCloud, port: u16) -> TlsStream<TcpStream> {
+    raw_tls_as(cloud, port, None).await
+}
+
+/// A raw TLS connection trusting the cloud's CA, presenting `identity` as client certificate.
+pub async fn raw_tls_as(
+    cloud: &MockCloud,
+    port: u16,
+    identity: Option<&Identity>,
+) -> TlsStream<TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(hubswap_mock_cloud::certs::first_pem_der(cloud.ca_pem()).unwrap())
         .unwrap();
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(vec![id.cert_der.clone()], id.key_der())
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     TlsConnector::from(Arc::new(config))
@@ -285,6 +299,9 @@ pub async fn read_to_close(s: &mut TlsStream<TcpStream>) -> Vec<u8> {
     out
 }
 
+/// An HTTP answer: status, headers (lowercase names) and body.
+pub type HttpAnswer = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// One HTTPS request (HTTP/1.1, `Connection: close`); returns status, headers (lowercase) and body.
 pub async fn https(
     cloud: &MockCloud,
@@ -292,8 +309,20 @@ pub async fn https(
     path: &str,
     auth: Option<&str>,
     body: &[u8],
-) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut s = raw_tls(cloud, cloud.dps_https_addr().port()).await;
+) -> HttpAnswer {
+    https_as(cloud, None, method, path, auth, body).await
+}
+
+/// [`https`] presenting a TLS client certificate.
+pub async fn https_as(
+    cloud: &MockCloud,
+    identity: Option<&Identity>,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &[u8],
+) -> HttpAnswer {
+    let mut s = raw_tls_as(cloud, cloud.dps_https_addr().port(), identity).await;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()

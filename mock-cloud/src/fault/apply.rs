@@ -1,0 +1,634 @@
+//! Applying and clearing faults: the registry changes, the kicks, the listener changes, the
+//! timers that end faults with a duration, and the log record for each step.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::state::{Active, CloseHow, Moved, Outage};
+use super::{
+    Failback, Failover, Fault, FaultId, HubDown, HubErrorMode, NetworkMode, OptionsPatch,
+    OutageMode,
+};
+use crate::Error;
+use crate::log::FaultPhase;
+use crate::registry::{ConnControl, Core, HubIdentity, State};
+
+fn bad(msg: impl Into<String>) -> Error {
+    Error::InvalidRequest(msg.into())
+}
+
+fn check_code(name: &str, code: Option<u8>) -> Result<(), Error> {
+    match code {
+        Some(c) if !(1..=5).contains(&c) => Err(bad(format!(
+            "{name} must be a refusing CONNACK code 1..=5, got {c}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn hub_exists(state: &State, hub: &str) -> Result<(), Error> {
+    if state.hubs.iter().any(|h| h.host == hub) {
+        Ok(())
+    } else {
+        Err(Error::HubNotFound(hub.to_owned()))
+    }
+}
+
+impl Core {
+    /// Applies a fault (or an ending control) and logs it; returns its id.
+    pub(crate) async fn apply(self: &Arc<Self>, fault: Fault) -> Result<FaultId, Error> {
+        let id = self.lock().faults.next_id();
+        let detail = match &fault {
+            Fault::Failover(f) => self.failover(f, id)?,
+            Fault::Failback(f) => self.failback(f)?,
+            Fault::HubDown(f) => self.hub_down(f, id).await?,
+            Fault::HubRestore(h) => self.hub_restore(&h.hub, FaultPhase::Cleared).await?,
+            Fault::ExpireToken(d) => self.expire_token(&d.device)?,
+            Fault::ClockOffset(c) => {
+                let before = self.clock.offset();
+                self.clock.set_offset(c.secs);
+                self.recheck_all();
+                format!("clock offset {before} s -> {} s", c.secs)
+            }
+            Fault::Disable(d) => {
+                let hub = self.set_device_enabled(&d.device, d.hub.as_deref(), false)?;
+                format!("{} disabled on {hub}", d.device)
+            }
+            Fault::Enable(d) => {
+                let hub = self.set_device_enabled(&d.device, d.hub.as_deref(), true)?;
+                self.end_matching(|f| matches!(f, Fault::Disable(x) if x.device == d.device));
+                format!("{} enabled on {hub}", d.device)
+            }
+            Fault::Block(b) => {
+                self.set_blocked(&b.device, true)?;
+                format!("{} blocked", b.device)
+            }
+            Fault::Unblock(d) => {
+                self.set_blocked(&d.device, false)?;
+                self.end_matching(|f| matches!(f, Fault::Block(x) if x.device == d.device));
+                format!("{} unblocked", d.device)
+            }
+            Fault::DpsError(e) => {
+                if !(400..=599).contains(&e.status) {
+                    return Err(bad("dps-error status must be 400..=599"));
+                }
+                "DPS answers with an error".into()
+            }
+            Fault::HubError(e) => self.hub_error(e)?,
+            Fault::Throttle(t) => {
+                if t.registrations_per_minute.is_none() && t.polls.is_none() {
+                    return Err(bad("throttle needs registrations_per_minute or polls"));
+                }
+                "DPS throttled".into()
+            }
+            Fault::Network(n) => self.network(n)?,
+            Fault::Inject(i) => {
+                let sent = self.lock().live.get(&i.device).is_some_and(|l| {
+                    l.tx.send(ConnControl::Inject {
+                        inject: i.clone(),
+                        id,
+                    })
+                    .is_ok()
+                });
+                if !sent {
+                    return Err(Error::DeviceNotOnline(i.device.clone()));
+                }
+                format!("{:?} scheduled on the live connection", i.kind)
+            }
+            Fault::Options(p) => self.set_options(p)?,
+            Fault::Clear(c) => {
+                let ids: Vec<FaultId> = match c.id {
+                    Some(id) if self.lock().faults.active.contains_key(&id) => vec![id],
+                    Some(id) => return Err(bad(format!("no active fault {id}"))),
+                    None => self.lock().faults.active.keys().copied().collect(),
+                };
+                for id in &ids {
+                    self.end(*id, FaultPhase::Cleared).await;
+                }
+                format!("{} fault(s) cleared", ids.len())
+            }
+        };
+        if stays_active(&fault) {
+            let until = fault.duration().map(|d| Instant::now() + d);
+            let mut state = self.lock();
+            let allocation_before = match &fault {
+                Fault::Failover(Failover { hub: Some(h), .. }) => state
+                    .hubs
+                    .iter_mut()
+                    .find(|s| s.host == *h)
+                    .map(|s| (h.clone(), std::mem::replace(&mut s.enabled, false))),
+                _ => None,
+            };
+            state.faults.active.insert(
+                id,
+                Active {
+                    fault: fault.clone(),
+                    applied: self.clock.now(),
+                    until,
+                    until_ms: fault.duration().map(|d| {
+                        hubswap_spec::Millis(
+                            self.clock.now().0 + u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+                        )
+                    }),
+                    remaining: fault.count(),
+                    allocation_before,
+                },
+            );
+        }
+        self.log_fault(FaultPhase::Applied, id, &fault, detail);
+        self.fault_epoch.send_modify(|e| *e += 1);
+        if let Some(d) = fault.duration().filter(|_| stays_active(&fault)) {
+            let core = Arc::clone(self);
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = core.shutdown.cancelled() => {}
+                    () = tokio::time::sleep(d) => core.end(id, FaultPhase::Expired).await,
+                }
+            });
+        }
+        self.touch();
+        Ok(id)
+    }
+
+    /// Ends an active fault (undoing what it did) and logs `phase`; no-op when not active.
+    pub(crate) async fn end(self: &Arc<Self>, id: FaultId, phase: FaultPhase) {
+        let Some(active) = self.lock().faults.active.remove(&id) else {
+            return;
+        };
+        let detail = match &active.fault {
+            Fault::Failover(_) => {
+                let devices: Vec<String> = self
+                    .lock()
+                    .faults
+                    .failovers
+                    .iter()
+                    .filter(|(_, m)| m.fault == id)
+                    .map(|(d, _)| d.clone())
+                    .collect();
+                self.move_back(&devices);
+                format!("{} device(s) failed back", devices.len())
+            }
+            Fault::HubDown(h) => self
+                .hub_restore(&h.hub, phase)
+                .await
+                .unwrap_or_else(|e| e.to_string()),
+            Fault::Disable(d) => match self.set_device_enabled(&d.device, d.hub.as_deref(), true) {
+                Ok(hub) => format!("{} enabled on {hub}", d.device),
+                Err(e) => e.to_string(),
+            },
+            Fault::Block(b) => match self.set_blocked(&b.device, false) {
+                Ok(()) => format!("{} unblocked", b.device),
+                Err(e) => e.to_string(),
+            },
+            _ => "removed".into(),
+        };
+        if let Some((hub, was)) = &active.allocation_before
+            && let Some(s) = self.lock().hubs.iter_mut().find(|s| s.host == *hub)
+        {
+            s.enabled = *was;
+        }
+        self.log_fault(phase, id, &active.fault, detail);
+        self.fault_epoch.send_modify(|e| *e += 1);
+        self.touch();
+    }
+
+    /// Ends (as cleared) every active fault `pick` selects, without undoing it again.
+    fn end_matching(&self, pick: impl Fn(&Fault) -> bool) {
+        let ended: Vec<(FaultId, Active)> = {
+            let mut state = self.lock();
+            let ids: Vec<FaultId> = state
+                .faults
+                .active
+                .iter()
+                .filter(|(_, a)| pick(&a.fault))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| state.faults.active.remove(&id).map(|a| (id, a)))
+                .collect()
+        };
+        for (id, a) in ended {
+            self.log_fault(
+                FaultPhase::Cleared,
+                id,
+                &a.fault,
+                "undone by its inverse".into(),
+            );
+        }
+    }
+
+    fn failover(&self, f: &Failover, id: FaultId) -> Result<String, Error> {
+        let mut moved = Vec::new();
+        {
+            let mut state = self.lock();
+            hub_exists(&state, &f.to)?;
+            let devices = select(&state, f.device.as_ref(), &f.devices, f.hub.as_ref())?;
+            let now = self.clock.utc_string();
+            for id_ in devices {
+                let Some(device) = state.devices.get_mut(&id_) else {
+                    return Err(Error::DeviceNotFound(id_));
+                };
+                if device.hub == f.to {
+                    continue;
+                }
+                let from = std::mem::replace(&mut device.hub, f.to.clone());
+                device
+                    .identities
+                    .insert(f.to.clone(), HubIdentity { enabled: true });
+                device
+                    .identities
+                    .insert(from.clone(), HubIdentity { enabled: false });
+                device.substatus = "deviceDataMigrated".into();
+                device.last_updated.clone_from(&now);
+                let origin = state
+                    .faults
+                    .failovers
+                    .get(&id_)
+                    .map_or_else(|| from.clone(), |m| m.from.clone());
+                state.faults.failovers.insert(
+                    id_.clone(),
+                    Moved {
+                        from: origin,
+                        to: f.to.clone(),
+                        fault: id,
+                    },
+                );
+                moved.push((id_, from));
+            }
+        }
+        for (device, from) in &moved {
+            self.kick_how(
+                device,
+                Some(from),
+                &format!("failed over to {}", f.to),
+                CloseHow::Drop,
+            );
+        }
+        Ok(format!(
+            "{} device(s) moved to {}: {}",
+            moved.len(),
+            f.to,
+            moved
+                .iter()
+                .map(|(d, _)| d.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        ))
+    }
+
+    fn failback(&self, f: &Failback) -> Result<String, Error> {
+        let devices = {
+            let state = self.lock();
+            let all = f.device.is_none() && f.devices.is_empty() && f.hub.is_none();
+            state
+                .faults
+                .failovers
+                .iter()
+                .filter(|(d, m)| {
+                    all || f.device.as_deref() == Some(d.as_str())
+                        || f.devices.contains(d)
+                        || f.hub.as_deref() == Some(m.from.as_str())
+                })
+                .map(|(d, _)| d.clone())
+                .collect::<Vec<_>>()
+        };
+        self.move_back(&devices);
+        // A failover fault with no device left away from home has ended.
+        let done: Vec<FaultId> = {
+            let state = self.lock();
+            state
+                .faults
+                .active
+                .iter()
+                .filter(|(id, a)| {
+                    matches!(a.fault, Fault::Failover(_))
+                        && !state.faults.failovers.values().any(|m| m.fault == **id)
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for id in done {
+            let removed = self.lock().faults.active.remove(&id);
+            if let Some(a) = removed {
+                if let Some((hub, was)) = &a.allocation_before
+                    && let Some(s) = self.lock().hubs.iter_mut().find(|s| s.host == *hub)
+                {
+                    s.enabled = *was;
+                }
+                self.log_fault(FaultPhase::Cleared, id, &a.fault, "failed back".into());
+            }
+        }
+        Ok(format!(
+            "{} device(s) failed back: {}",
+            devices.len(),
+            devices.join(",")
+        ))
+    }
+
+    /// Moves failed-over devices home: DPS assigns the original hub, the failover hub drops them.
+    fn move_back(&self, devices: &[String]) {
+        let mut kicks = Vec::new();
+        {
+            let mut state = self.lock();
+            let now = self.clock.utc_string();
+            for d in devices {
+                let Some(m) = state.faults.failovers.remove(d) else {
+                    continue;
+                };
+                if let Some(device) = state.devices.get_mut(d) {
+                    device.hub.clone_from(&m.from);
+                    device
+                        .identities
+                        .insert(m.from.clone(), HubIdentity { enabled: true });
+                    device
+                        .identities
+                        .insert(m.to.clone(), HubIdentity { enabled: false });
+                    device.substatus = "reprovisionedToInitialAssignment".into();
+                    device.last_updated.clone_from(&now);
+                }
+                kicks.push((d.clone(), m.to, m.from));
+            }
+        }
+        for (d, to, from) in kicks {
+            self.kick_how(
+                &d,
+                Some(&to),
+                &format!("failed back to {from}"),
+                CloseHow::Drop,
+            );
+        }
+    }
+
+    async fn hub_down(self: &Arc<Self>, f: &HubDown, id: FaultId) -> Result<String, Error> {
+        {
+            let mut state = self.lock();
+            hub_exists(&state, &f.hub)?;
+            let name = f
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}.gone.invalid", f.hub));
+            state.faults.outages.insert(
+                f.hub.clone(),
+                Outage {
+                    mode: f.mode,
+                    refuse_at: f.refuse_at,
+                    name,
+                    fault: id,
+                },
+            );
+        }
+        let live = match f.mode {
+            OutageMode::Blackhole => self.silence_where(|_, l| l.hub == f.hub),
+            OutageMode::Refuse => {
+                self.kick_where(|_, l| l.hub == f.hub, "hub unreachable", CloseHow::Reset)
+            }
+            OutageMode::Closed | OutageMode::NameGone => {
+                self.kick_where(|_, l| l.hub == f.hub, "hub unreachable", CloseHow::Drop)
+            }
+        };
+        if matches!(f.mode, OutageMode::Closed | OutageMode::NameGone)
+            && let Some(l) = self.listeners.get()
+        {
+            l.stop(&f.hub).await?;
+        }
+        Ok(format!(
+            "hub {} down ({:?}); {live} live connection(s) affected",
+            f.hub, f.mode
+        ))
+    }
+
+    async fn hub_restore(self: &Arc<Self>, hub: &str, phase: FaultPhase) -> Result<String, Error> {
+        let outage = {
+            let mut state = self.lock();
+            hub_exists(&state, hub)?;
+            state.faults.outages.remove(hub)
+        };
+        if let Some(l) = self.listeners.get() {
+            l.start(self, hub).await?;
+        }
+        if let Some(o) = &outage
+            && phase == FaultPhase::Cleared
+        {
+            let active = self.lock().faults.active.remove(&o.fault);
+            if let Some(a) = active {
+                self.log_fault(
+                    FaultPhase::Cleared,
+                    o.fault,
+                    &a.fault,
+                    format!("hub {hub} restored"),
+                );
+            }
+        }
+        Ok(format!("hub {hub} restored"))
+    }
+
+    fn expire_token(&self, device: &str) -> Result<String, Error> {
+        let fp = {
+            let mut state = self.lock();
+            if !state.devices.contains_key(device) {
+                return Err(Error::DeviceNotFound(device.to_owned()));
+            }
+            let fp = state
+                .faults
+                .last_token
+                .get(device)
+                .copied()
+                .ok_or_else(|| bad(format!("{device} has presented no SAS token to a hub yet")))?;
+            state
+                .faults
+                .revoked
+                .entry(device.to_owned())
+                .or_default()
+                .insert(fp);
+            fp
+        };
+        self.recheck(device);
+        Ok(format!("token {fp:016x} of {device} expired"))
+    }
+
+    fn hub_error(&self, e: &super::HubError) -> Result<String, Error> {
+        hub_exists(&self.lock(), &e.hub)?;
+        check_code("code", e.code)?;
+        if e.mode != HubErrorMode::Drop {
+            return Ok(format!("hub {} fails ({:?})", e.hub, e.mode));
+        }
+        let mut budget = e.count.unwrap_or(u32::MAX);
+        let n = self.kick_where(
+            |d, l| {
+                let hit =
+                    l.hub == e.hub && e.device.as_deref().is_none_or(|x| x == d) && budget > 0;
+                budget = budget.saturating_sub(u32::from(hit));
+                hit
+            },
+            "internal error (hub-error drop)",
+            CloseHow::Drop,
+        );
+        Ok(format!("hub {} drops connections; {n} dropped now", e.hub))
+    }
+
+    fn network(&self, n: &super::Network) -> Result<String, Error> {
+        match (&n.device, &n.hub) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(bad("network needs exactly one of device or hub"));
+            }
+            (None, Some(h)) => hub_exists(&self.lock(), h)?,
+            (Some(_), None) => {}
+        }
+        if matches!(n.mode, NetworkMode::Delay) && n.delay.is_none() {
+            return Err(bad("network delay needs delay"));
+        }
+        let hits = |d: &str, l: &crate::registry::LiveConn| match (&n.device, &n.hub) {
+            (Some(x), _) => x == d,
+            (None, Some(h)) => *h == l.hub,
+            (None, None) => false,
+        };
+        let affected = match n.mode {
+            NetworkMode::Drop => self.kick_where(hits, "network drop", CloseHow::Drop),
+            NetworkMode::Reset => self.kick_where(hits, "network reset", CloseHow::Reset),
+            NetworkMode::Blackhole => self.silence_where(hits),
+            NetworkMode::Delay | NetworkMode::HoldConnack => 0,
+        };
+        Ok(format!(
+            "{:?}; {affected} live connection(s) affected now",
+            n.mode
+        ))
+    }
+
+    fn set_options(&self, p: &OptionsPatch) -> Result<String, Error> {
+        check_code("disabled_connack", p.disabled_connack)?;
+        check_code("blocked_connack", p.blocked_connack)?;
+        check_code("expired_connack", p.expired_connack)?;
+        let options = {
+            let mut state = self.lock();
+            let o = &mut state.faults.options;
+            o.disabled_connack = p.disabled_connack.unwrap_or(o.disabled_connack);
+            o.blocked_connack = p.blocked_connack.unwrap_or(o.blocked_connack);
+            o.expired_connack = p.expired_connack.unwrap_or(o.expired_connack);
+            o.blocked_dps = p.blocked_dps.unwrap_or(o.blocked_dps);
+            o.token_grace_secs = p.token_grace_secs.unwrap_or(o.token_grace_secs);
+            o.drop_on_expiry = p.drop_on_expiry.unwrap_or(o.drop_on_expiry);
+            o.inject_puback = p.inject_puback.unwrap_or(o.inject_puback);
+            o.inject_strict = p.inject_strict.unwrap_or(o.inject_strict);
+            *o
+        };
+        self.recheck_all();
+        Ok(serde_json::to_string(&options).unwrap_or_default())
+    }
+
+    /// Closes live connections `pick` selects; returns how many.
+    pub(crate) fn kick_where(
+        &self,
+        mut pick: impl FnMut(&str, &crate::registry::LiveConn) -> bool,
+        reason: &str,
+        how: CloseHow,
+    ) -> usize {
+        let state = self.lock();
+        state
+            .live
+            .iter()
+            .filter(|(d, l)| pick(d, l))
+            .filter(|(_, l)| {
+                l.tx.send(ConnControl::Kick {
+                    reason: reason.to_owned(),
+                    how,
+                })
+                .is_ok()
+            })
+            .count()
+    }
+
+    /// Drops one device's live connection (on `hub`, or wherever it is).
+    pub(crate) fn kick_how(
+        &self,
+        device: &str,
+        hub: Option<&str>,
+        reason: &str,
+        how: CloseHow,
+    ) -> bool {
+        self.kick_where(
+            |d, l| d == device && hub.is_none_or(|h| h == l.hub),
+            reason,
+            how,
+        ) > 0
+    }
+
+    fn silence_where(&self, pick: impl Fn(&str, &crate::registry::LiveConn) -> bool) -> usize {
+        let state = self.lock();
+        state
+            .live
+            .iter()
+            .filter(|(d, l)| pick(d, l))
+            .filter(|(_, l)| l.tx.send(ConnControl::Silence).is_ok())
+            .count()
+    }
+
+    /// Asks one device's live connection to re-judge its token.
+    pub(crate) fn recheck(&self, device: &str) {
+        if let Some(l) = self.lock().live.get(device) {
+            let _ = l.tx.send(ConnControl::Recheck);
+        }
+    }
+
+    /// Asks every live connection to re-judge its token (after a clock or option change).
+    pub(crate) fn recheck_all(&self) {
+        for l in self.lock().live.values() {
+            let _ = l.tx.send(ConnControl::Recheck);
+        }
+    }
+}
+
+/// Whether a fault stays in force after it is applied (and so can be listed and cleared).
+fn stays_active(fault: &Fault) -> bool {
+    match fault {
+        Fault::Failover(_)
+        | Fault::HubDown(_)
+        | Fault::Disable(_)
+        | Fault::Block(_)
+        | Fault::DpsError(_)
+        | Fault::HubError(_)
+        | Fault::Throttle(_) => true,
+        Fault::Network(n) => {
+            matches!(
+                n.mode,
+                NetworkMode::Delay | NetworkMode::HoldConnack | NetworkMode::Blackhole
+            ) || n.duration.is_some()
+                || n.count.is_some()
+        }
+        _ => false,
+    }
+}
+
+/// The devices a failover names: one, several, or every device on a hub.
+fn select(
+    state: &State,
+    device: Option<&String>,
+    devices: &[String],
+    hub: Option<&String>,
+) -> Result<Vec<String>, Error> {
+    let named = usize::from(device.is_some())
+        + usize::from(!devices.is_empty())
+        + usize::from(hub.is_some());
+    if named != 1 {
+        return Err(bad("name exactly one of device, devices or hub"));
+    }
+    if let Some(h) = hub {
+        hub_exists(state, h)?;
+        return Ok(state
+            .devices
+            .values()
+            .filter(|d| d.hub == *h)
+            .map(|d| d.id.clone())
+            .collect());
+    }
+    let list: Vec<String> = device
+        .into_iter()
+        .cloned()
+        .chain(devices.iter().cloned())
+        .collect();
+    for d in &list {
+        if !state.devices.contains_key(d) {
+            return Err(Error::DeviceNotFound(d.clone()));
+        }
+    }
+    Ok(list)
+}

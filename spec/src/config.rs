@@ -157,6 +157,33 @@ impl Config {
         Ok(())
     }
 
+    /// Every delay divided by `factor` (thresholds unchanged), for tests and drills that run the
+    /// real policy in compressed time. The attempt timeout is kept at 2 s or more, so that a
+    /// TLS handshake on a loaded machine is not mistaken for an unreachable hub.
+    #[must_use]
+    pub fn scaled_down(&self, factor: u32) -> Self {
+        let f = factor.max(1);
+        let d = |x: Duration| x / f;
+        let p = |x: Profile| Profile {
+            floor: d(x.floor),
+            initial: d(x.initial),
+            cap: d(x.cap),
+        };
+        Self {
+            fast: p(self.fast),
+            slow: p(self.slow),
+            min_attempt_spacing: d(self.min_attempt_spacing),
+            stable_after: d(self.stable_after),
+            attempt_timeout: d(self.attempt_timeout)
+                .max(Duration::from_secs(2).min(self.attempt_timeout)),
+            token_ttl: d(self.token_ttl),
+            retry_after_jitter: d(self.retry_after_jitter),
+            max_retry_after: d(self.max_retry_after),
+            dps_poll_default: d(self.dps_poll_default),
+            ..self.clone()
+        }
+    }
+
     /// How long after minting a token the planned reconnect renews it.
     pub fn renew_after(&self) -> Duration {
         self.token_ttl * u32::from(self.renew_at_percent) / 100
@@ -192,6 +219,19 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn scaled_defaults_stay_valid() {
+        for f in [1, 10, 100, 1000] {
+            let c = Config::default().scaled_down(f);
+            assert_eq!(c.validate(), Ok(()), "scale {f}");
+            assert!(c.attempt_timeout >= Duration::from_secs(2));
+        }
+        assert_eq!(
+            Config::default().scaled_down(100).fast.cap,
+            Duration::from_millis(1200)
+        );
     }
 
     #[test]

@@ -58,6 +58,15 @@ struct Args {
     /// Seconds between telemetry messages.
     #[arg(long, default_value_t = 5)]
     interval: u64,
+    /// Milliseconds between telemetry messages (overrides `--interval`).
+    #[arg(long)]
+    interval_ms: Option<u64>,
+    /// The port of every hub not named by `--hub-address` (IoT Hub: 8883).
+    #[arg(long, default_value_t = 8883)]
+    hub_port: u16,
+    /// Run the spec's policy with every delay divided by this factor (1 = the defaults).
+    #[arg(long, default_value_t = 1)]
+    time_scale: u32,
     /// Send no telemetry (for idle measurements).
     #[arg(long)]
     idle: bool,
@@ -107,6 +116,7 @@ fn configure(args: &Args) -> Result<DeviceClientBuilder, Box<dyn std::error::Err
         other => return Err(format!("--dps-transport {other}: expected mqtt or https").into()),
     };
     let hubs = parse_hub_addresses(&args.hub_addresses)?;
+    let hub_port = args.hub_port;
     let mut b = DeviceClient::builder()
         .id_scope(&args.id_scope)
         .registration_id(&args.registration_id)
@@ -116,8 +126,11 @@ fn configure(args: &Args) -> Result<DeviceClientBuilder, Box<dyn std::error::Err
         .hub_resolver(move |host| {
             hubs.get(host)
                 .cloned()
-                .unwrap_or_else(|| (host.to_owned(), 8883))
+                .unwrap_or_else(|| (host.to_owned(), hub_port))
         });
+    if args.time_scale > 1 {
+        b = b.timing(hubswap_spec::Config::default().scaled_down(args.time_scale));
+    }
     b = match (&args.group_key, &args.device_key) {
         (Some(k), None) => b.group_key(k),
         (None, Some(k)) => b.device_key(k),
@@ -166,10 +179,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sum: 0.0,
         samples: 0,
     };
-    let mut ticker = tokio::time::interval(Duration::from_secs(args.interval.max(1)));
+    let period = args
+        .interval_ms
+        .map_or(Duration::from_secs(args.interval.max(1)), |ms| {
+            Duration::from_millis(ms.max(1))
+        });
+    let mut ticker = tokio::time::interval(period);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
             _ = ticker.tick(), if !args.idle => {
                 let temp = t.tick();
                 let sender = client.clone();

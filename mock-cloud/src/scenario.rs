@@ -297,7 +297,8 @@ pub struct StepOutcome {
 }
 
 /// Runs `scenario` against `target`: registers its devices, applies each step at its time,
-/// then waits until [`Scenario::length`] so timed faults end on their own. `on_step` sees each
+/// then waits until [`Scenario::length`] (and until every timed fault's end, counted from when
+/// it was applied) so timed faults end on their own. `on_step` sees each
 /// step as it is applied. Stops at the first step the cloud refuses.
 pub async fn run<T: Target>(
     scenario: &Scenario,
@@ -309,6 +310,7 @@ pub async fn run<T: Target>(
         target.ensure_device(d).await?;
     }
     let start = tokio::time::Instant::now();
+    let mut end = start + scenario.length();
     let mut outcomes = Vec::new();
     for (i, step) in scenario.steps.iter().enumerate() {
         tokio::time::sleep_until(start + step.at).await;
@@ -324,10 +326,13 @@ pub async fn run<T: Target>(
             fault,
             id,
         };
+        if let Some(d) = outcome.fault.duration() {
+            end = end.max(tokio::time::Instant::now() + d);
+        }
         on_step(&outcome);
         outcomes.push(outcome);
     }
-    tokio::time::sleep_until(start + scenario.length()).await;
+    tokio::time::sleep_until(end).await;
     Ok(outcomes)
 }
 

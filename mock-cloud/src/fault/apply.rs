@@ -38,6 +38,8 @@ impl Core {
     /// Applies a fault (or an ending control) and logs it; returns its id.
     pub(crate) async fn apply(self: &Arc<Self>, fault: Fault) -> Result<FaultId, Error> {
         let id = self.lock().faults.next_id();
+        // Uses of a counted fault spent while applying it (connections dropped at once).
+        let mut spent = 0;
         let detail = match &fault {
             Fault::Failover(f) => self.failover(f, id)?,
             Fault::Failback(f) => self.failback(f)?,
@@ -74,7 +76,11 @@ impl Core {
                 }
                 "DPS answers with an error".into()
             }
-            Fault::HubError(e) => self.hub_error(e)?,
+            Fault::HubError(e) => {
+                let (detail, dropped) = self.hub_error(e)?;
+                spent = dropped;
+                detail
+            }
             Fault::Throttle(t) => {
                 if t.registrations_per_minute.is_none() && t.polls.is_none() {
                     return Err(bad("throttle needs registrations_per_minute or polls"));
@@ -108,7 +114,8 @@ impl Core {
                 format!("{} fault(s) cleared", ids.len())
             }
         };
-        if stays_active(&fault) {
+        let used_up = fault.count().is_some_and(|c| c <= spent);
+        if stays_active(&fault) && !used_up {
             let until = fault.duration().map(|d| Instant::now() + d);
             let mut state = self.lock();
             let allocation_before = match &fault {
@@ -130,14 +137,20 @@ impl Core {
                             self.clock.now().0 + u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
                         )
                     }),
-                    remaining: fault.count(),
+                    remaining: fault.count().map(|c| c - spent),
                     allocation_before,
                 },
             );
         }
         self.log_fault(FaultPhase::Applied, id, &fault, detail);
+        if used_up {
+            self.log_fault(FaultPhase::Exhausted, id, &fault, "count used up".into());
+        }
         self.fault_epoch.send_modify(|e| *e += 1);
-        if let Some(d) = fault.duration().filter(|_| stays_active(&fault)) {
+        if let Some(d) = fault
+            .duration()
+            .filter(|_| stays_active(&fault) && !used_up)
+        {
             let core = Arc::clone(self);
             tokio::spawn(async move {
                 tokio::select! {
@@ -428,12 +441,11 @@ impl Core {
             if !state.devices.contains_key(device) {
                 return Err(Error::DeviceNotFound(device.to_owned()));
             }
-            let fp = state
-                .faults
-                .last_token
-                .get(device)
-                .copied()
-                .ok_or_else(|| bad(format!("{device} has presented no SAS token to a hub yet")))?;
+            let Some(fp) = state.faults.last_token.get(device).copied() else {
+                return Ok(format!(
+                    "{device} has presented no SAS token to a hub yet; nothing expired"
+                ));
+            };
             state
                 .faults
                 .revoked
@@ -446,11 +458,12 @@ impl Core {
         Ok(format!("token {fp:016x} of {device} expired"))
     }
 
-    fn hub_error(&self, e: &super::HubError) -> Result<String, Error> {
+    /// Returns the detail and how many connections were dropped at once.
+    fn hub_error(&self, e: &super::HubError) -> Result<(String, u32), Error> {
         hub_exists(&self.lock(), &e.hub)?;
         check_code("code", e.code)?;
         if e.mode != HubErrorMode::Drop {
-            return Ok(format!("hub {} fails ({:?})", e.hub, e.mode));
+            return Ok((format!("hub {} fails ({:?})", e.hub, e.mode), 0));
         }
         let mut budget = e.count.unwrap_or(u32::MAX);
         let n = self.kick_where(
@@ -463,7 +476,10 @@ impl Core {
             "internal error (hub-error drop)",
             CloseHow::Drop,
         );
-        Ok(format!("hub {} drops connections; {n} dropped now", e.hub))
+        Ok((
+            format!("hub {} drops connections; {n} dropped now", e.hub),
+            u32::try_from(n).unwrap_or(u32::MAX),
+        ))
     }
 
     fn network(&self, n: &super::Network) -> Result<String, Error> {

@@ -359,3 +359,91 @@ pub async fn logged(cloud: &MockCloud, pred: impl Fn(&LogRecord) -> bool) -> Log
         .await
         .expect("the expected log record")
 }
+
+/// Starts a test cloud after `adjust` changed its config.
+pub async fn start_with(hubs: usize, adjust: impl FnOnce(&mut CloudConfig)) -> MockCloud {
+    hubswap_mock_cloud::tls::ensure_crypto_provider();
+    let mut config = CloudConfig::for_tests(hubs);
+    config.admin = None;
+    adjust(&mut config);
+    MockCloud::start(config)
+        .await
+        .expect("the mock cloud starts on ephemeral ports")
+}
+
+/// Registers `id` through DPS allocation (no provisioning round trip) and connects it to its
+/// hub with a group-derived key; returns the device and the hub.
+pub async fn register_and_connect(cloud: &MockCloud, id: &str) -> (Device, String) {
+    let hub = cloud.register_device(id, None).unwrap().hub;
+    let key = cloud.device_key("default", id).unwrap();
+    let d = connect(hub_options(cloud, &hub, id, &key, true))
+        .await
+        .expect("the hub accepts");
+    (d, hub)
+}
+
+/// The CONNACK refusal code of a fresh CONNECT for `id` to `hub` (0 when accepted).
+pub async fn connack(cloud: &MockCloud, hub: &str, id: &str) -> u8 {
+    let key = cloud.device_key("default", id).unwrap();
+    match connect(hub_options(cloud, hub, id, &key, true)).await {
+        Ok(d) => {
+            let _ = d.client.disconnect().await;
+            0
+        }
+        Err(e) => refusal(&e).unwrap_or_else(|| panic!("not a CONNACK refusal: {e}")),
+    }
+}
+
+/// Registers over DPS REST (register, then one poll); returns the final answer's status and body.
+pub async fn rest_register(cloud: &MockCloud, id: &str) -> (u16, Vec<(String, String)>, Value) {
+    let scope = cloud.id_scope().to_owned();
+    let key = cloud.device_key("default", id).unwrap();
+    let token = hubswap_mock_cloud::sas::mint(
+        &key,
+        &format!("{scope}/registrations/{id}"),
+        far_future(),
+        Some("registration"),
+    )
+    .unwrap();
+    let path = format!("/{scope}/registrations/{id}/register?api-version=2021-06-01");
+    let (status, headers, body) = https(cloud, "PUT", &path, Some(&token), b"{}").await;
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if status != 202 {
+        return (status, headers, v);
+    }
+    let op = v["operationId"].as_str().unwrap().to_owned();
+    let poll = format!("/{scope}/registrations/{id}/operations/{op}?api-version=2021-06-01");
+    let (status, headers, body) = https(cloud, "GET", &poll, Some(&token), b"").await;
+    (
+        status,
+        headers,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}
+
+/// A response header by lowercase name.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Applies a fault from its JSON form (as scenario files and the admin API write it).
+pub async fn apply(cloud: &MockCloud, fault: Value) -> hubswap_mock_cloud::FaultId {
+    let f: hubswap_mock_cloud::Fault = serde_json::from_value(fault).unwrap();
+    cloud.apply(f).await.unwrap()
+}
+
+/// Waits for the fault record of `id` in `phase` (`applied`, `expired`, ...).
+pub async fn fault_logged(
+    cloud: &MockCloud,
+    id: hubswap_mock_cloud::FaultId,
+    phase: &str,
+) -> LogRecord {
+    logged(cloud, |r| {
+        matches!(&r.event, hubswap_mock_cloud::Event::Fault { id: i, phase: p, .. }
+            if *i == id && serde_json::to_value(p).ok().as_ref().and_then(Value::as_str) == Some(phase))
+    })
+    .await
+}

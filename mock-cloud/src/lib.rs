@@ -10,9 +10,9 @@
 //!  device ──►│ DPS MQTT listener ───────────┐          ├─► dps: attest,     │
 //!  device ──►│ hub listeners (one per hub) ─┴─► mqtt::conn ─► allocate     │
 //!            │     TLS handshake + CONNECT per task   │  ─► registry::Core │◄── admin API / Rust API
-//!            │     rumqttc v4 codec, control channel  │     (one mutex)    │
+//!            │     rumqttc v4 codec, control channel  │  + fault overlay   │
 //!            │                                        └─► log (JSON lines, │
-//!            │                                             broadcast)      │
+//!            │                                             broadcast) ─────┼─► rumqttd (hubswap/#)
 //!            └─────────────────────────────────────────────────────────────┘
 //! ```
 //!
@@ -26,6 +26,25 @@
 //! | [`certs`], [`tls`] | rcgen CA and certificates; rustls configs with optional client certificates |
 //! | [`log`] | the observation log and its conversion to `hubswap_spec::Observation` |
 //! | [`admin`] | the admin REST API and its client |
+//! | [`fault`] | every fault as one serde + clap type ([`Fault`]), its state in the registry, applying, clearing, and the table of wire renderings |
+//! | [`scenario`] | TOML fault drills: parsing, time scaling, running against a cloud or its admin API |
+//! | `events` | the service-side event stream: an embedded rumqttd broker fed from the log |
+//!
+//! # Faults
+//!
+//! Faults live at the edges (design.md): the registry's `State` carries a fault overlay, and
+//! each edge asks it at its step — the accept loop (refuse, blackhole), after CONNECT (hold,
+//! reset, blackhole), the CONNACK decision (expired, revoked, blocked, disabled, internal
+//! error), after CONNACK (drop), before each send (delay), twin requests, and the DPS front for
+//! both transports (error statuses, throttling, blocked rendering). Live connections get
+//! orders on their control channel (kick with FIN, RST or a clean TLS close; silence; re-judge
+//! the token; fire a fault injection). A [`Fault`] is applied the same way from the Rust API,
+//! the admin API, the CLI and scenario files, and each one is logged with its parameters.
+//!
+//! The service side (design.md, "rumqttd's place"): the mock publishes what it sees to an
+//! embedded rumqttd broker on loopback (`hubswap/devices/{id}/telemetry`, `.../properties`,
+//! `.../connection`, `hubswap/dps/registrations`, `hubswap/faults`), fed from the observation
+//! log's broadcast; see the README for the topic schema.
 //!
 //! The hubs are not rumqttd: rumqttd cannot carry `$iothub`/`$dps` topics nor choose CONNACK
 //! codes (see design.md). Each connection is one task owning a `Framed` TLS stream with

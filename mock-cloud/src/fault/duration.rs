@@ -101,8 +101,8 @@ mod tests {
         assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse("2m"), Ok(Duration::from_mins(2)));
+        assert_eq!(parse("1h"), Ok(Duration::from_hours(1)));
         assert_eq!(parse("7"), Ok(Duration::from_secs(7)));
         for bad in ["", "s", "5 parsecs", "-1s", "abc"] {
             assert!(parse(bad).is_err(), "{bad}");

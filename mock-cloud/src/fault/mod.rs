@@ -520,7 +520,7 @@ pub enum InjectKind {
     #[default]
     #[value(name = "KillTcp")]
     KillTcp,
-    /// Shut MQTT down cleanly (TLS close_notify, then FIN).
+    /// Shut MQTT down cleanly (TLS `close_notify`, then FIN).
     #[value(name = "ShutDownMqtt")]
     ShutDownMqtt,
     /// Throttling: on MQTT the connection drops.
@@ -771,13 +771,13 @@ mod tests {
             Fault::Failover(Failover {
                 hub: Some("hub-a".into()),
                 to: "hub-b".into(),
-                ttl: Some(Duration::from_secs(300)),
+                ttl: Some(Duration::from_mins(5)),
                 ..Failover::default()
             })
         );
         let f: Fault = toml::from_str("action = \"block\"\ndevice = \"dev-7\"\nfor = \"60s\"\n")
             .expect("block");
-        assert_eq!(f.duration(), Some(Duration::from_secs(60)));
+        assert_eq!(f.duration(), Some(Duration::from_mins(1)));
         let f: Fault =
             toml::from_str("action = \"dps-error\"\nstatus = 500\ncount = 3\n").expect("dps");
         assert_eq!(f.count(), Some(3));

@@ -97,12 +97,12 @@ pub(crate) enum AfterConnect {
 /// How a connection is closed by the cloud.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum CloseHow {
-    /// FIN with no MQTT packet and no TLS close_notify (3.1.1 has no server DISCONNECT).
+    /// FIN with no MQTT packet and no TLS `close_notify` (3.1.1 has no server DISCONNECT).
     #[default]
     Drop,
     /// RST.
     Reset,
-    /// TLS close_notify, then FIN.
+    /// TLS `close_notify`, then FIN.
     Graceful,
 }
 
@@ -392,7 +392,7 @@ impl Core {
             self.use_count(&mut state, id);
             return Some((status, code, retry, format!("injected by fault {id}")));
         }
-        self.throttled(&mut state, request, reg_id)
+        Self::throttled(&mut state, request, reg_id)
             .map(|retry| (429, 429_001, Some(retry), "throttled".to_owned()))
     }
 }

@@ -9,7 +9,7 @@ use super::Fault;
 use crate::log::DpsRequestKind;
 use crate::registry::{Core, State};
 
-const MINUTE: Duration = Duration::from_secs(60);
+const MINUTE: Duration = Duration::from_mins(1);
 const DEFAULT_POLL_WINDOW: Duration = Duration::from_secs(10);
 
 /// The limits of the live `throttle` faults (the strictest wins).
@@ -45,7 +45,6 @@ fn admit(window: &mut VecDeque<Instant>, now: Instant, span: Duration, limit: u3
 impl Core {
     /// `Some(retry_after)` when a `throttle` fault refuses this request.
     pub(crate) fn throttled(
-        &self,
         state: &mut State,
         request: DpsRequestKind,
         reg_id: &str,
@@ -110,7 +109,7 @@ mod tests {
             "the first slot frees at 60 s"
         );
         assert_eq!(
-            admit(&mut w, t0 + Duration::from_secs(60), MINUTE, 2),
+            admit(&mut w, t0 + Duration::from_mins(1), MINUTE, 2),
             None,
             "the first entry left the window"
         );

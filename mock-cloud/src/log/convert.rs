@@ -134,6 +134,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines, reason = "one case per event kind")]
     fn records_convert_to_the_spec_vocabulary() {
         let connect = rec(
             "d",

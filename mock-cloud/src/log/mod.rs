@@ -3,7 +3,7 @@
 //! broadcast to live subscribers (the admin API's stream, tests waiting for an event).
 //!
 //! Secrets never enter the log: CONNECT passwords are dropped, SAS tokens are reduced to a
-//! [`Credential`] (a fingerprint of the signature and the remaining validity).
+//! [`hubswap_spec::trace::Credential`] (a fingerprint of the signature and the remaining validity).
 //!
 //! [`LogRecord::to_observation`] converts records into the spec's trace vocabulary so that
 //! `hubswap_spec::validate_trace` can grade a run.

@@ -119,6 +119,10 @@ impl Core {
     /// expired, blocked and disabled follow the fault options; then faults may refuse
     /// (hub-error `connack`, strict fault injection). Records the token's fingerprint so
     /// `expire-token` can revoke it.
+    #[allow(
+        clippy::too_many_lines,
+        reason = "every CONNACK decision in one ordered place (protocol.md §5.2)"
+    )]
     pub(crate) fn decide_hub_connect(
         &self,
         hub: &str,

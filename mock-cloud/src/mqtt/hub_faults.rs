@@ -3,6 +3,7 @@
 //! fault injection (`AzIoTHub_FaultOperationType` in telemetry, protocol.md §6).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -103,7 +104,7 @@ impl SessionFaults {
 }
 
 fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
+    Instant::now() + Duration::from_hours(24 * 365)
 }
 
 /// Reads the fault-injection properties of a telemetry message, if it carries them.
@@ -162,9 +163,7 @@ fn fire(core: &Core, device: &str, inject: &Inject, id: FaultId) -> (CloseHow, S
                     code,
                 },
             );
-            detail.push_str(&format!(
-                "; reconnects refused with CONNACK {code} for {d:?}"
-            ));
+            let _ = write!(detail, "; reconnects refused with CONNACK {code} for {d:?}");
         }
     }
     core.log_fault(

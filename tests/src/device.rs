@@ -30,6 +30,10 @@ pub struct Placeholders {
     pub hub_port: u16,
     /// `{state_dir}`: a folder the device may keep its state in (kept across restarts).
     pub state_dir: PathBuf,
+    /// `{time_scale}`: the factor the grader divides the spec's delays by.
+    pub time_scale: u32,
+    /// `{spec_config}`: a JSON file with the spec config the device is graded against.
+    pub spec_config: PathBuf,
 }
 
 impl Placeholders {
@@ -45,6 +49,8 @@ impl Placeholders {
             ("ca_file", self.ca_file.display().to_string()),
             ("hub_port", self.hub_port.to_string()),
             ("state_dir", self.state_dir.display().to_string()),
+            ("time_scale", self.time_scale.to_string()),
+            ("spec_config", self.spec_config.display().to_string()),
         ])
     }
 
@@ -165,6 +171,8 @@ mod tests {
             ca_file: PathBuf::from("/tmp/ca.pem"),
             hub_port: 18883,
             state_dir: PathBuf::from("/tmp/state"),
+            time_scale: 1,
+            spec_config: PathBuf::from("/tmp/spec.json"),
         }
     }
 

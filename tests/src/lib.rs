@@ -7,6 +7,7 @@
 //! | --- | --- |
 //! | [`device`] | the device under test: a command with placeholders, run as a process group |
 //! | [`refinement`] | the client's statig machine against `spec::step` under random, adversarial input sequences |
+//! | [`runner`] | grades a device program: mock cloud, scenarios, report |
 //! | [`report`] | the per-guarantee report: terminal, JSON, JUnit XML |
 //!
 //! The randomised refinement suite runs with `cargo test -p hubswap-conformance --test refinement`.
@@ -14,3 +15,4 @@
 pub mod device;
 pub mod refinement;
 pub mod report;
+pub mod runner;

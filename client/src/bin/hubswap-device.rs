@@ -67,6 +67,10 @@ struct Args {
     /// Run the spec's policy with every delay divided by this factor (1 = the defaults).
     #[arg(long, default_value_t = 1)]
     time_scale: u32,
+    /// Run the spec's policy with this config (JSON of `hubswap_spec::Config`); overrides
+    /// `--time-scale`.
+    #[arg(long)]
+    spec_config: Option<PathBuf>,
     /// Send no telemetry (for idle measurements).
     #[arg(long)]
     idle: bool,
@@ -128,7 +132,13 @@ fn configure(args: &Args) -> Result<DeviceClientBuilder, Box<dyn std::error::Err
                 .cloned()
                 .unwrap_or_else(|| (host.to_owned(), hub_port))
         });
-    if args.time_scale > 1 {
+    if let Some(path) = &args.spec_config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--spec-config {}: {e}", path.display()))?;
+        let cfg: hubswap_spec::Config = serde_json::from_str(&text)
+            .map_err(|e| format!("--spec-config {}: {e}", path.display()))?;
+        b = b.timing(cfg);
+    } else if args.time_scale > 1 {
         b = b.timing(hubswap_spec::Config::default().scaled_down(args.time_scale));
     }
     b = match (&args.group_key, &args.device_key) {

@@ -56,7 +56,11 @@ impl Driver {
             spec::Action::Poll { operation } => self.start_dps(Some(operation)),
             spec::Action::MintToken { expires_at } => {
                 // The token itself is signed at connect time, for the hub being connected to.
-                self.token_expiry = unix_now() + expires_at.since(now).as_secs();
+                // `se` has one-second resolution: a token minted again within the same second
+                // would be byte-identical to the refused one, so a fresh token always moves
+                // `se` forward (SPEC §3.3, G2).
+                let se = unix_now() + expires_at.since(now).as_secs();
+                self.token_expiry = se.max(self.token_expiry + 1);
             }
             spec::Action::ConnectHub(a) => self.connect(a),
             spec::Action::Close => {

@@ -1,0 +1,131 @@
+//! The mock cloud the runner starts: DPS and two hubs on their own loopback addresses, the hubs
+//! sharing one port so that a device only needs `{hub_port}` (official SDKs need 8883).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::time::Duration;
+
+use hubswap_mock_cloud::log::to_observations_attributing;
+use hubswap_mock_cloud::{CloudConfig, Event, HubConfig, LogRecord, MockCloud};
+use hubswap_spec::trace::{Observation, Observed};
+
+use super::{Layout, RunError};
+
+/// Picks a port that is free on every address in `ips` (0 when `wanted` is 0 means "any").
+pub(crate) fn shared_port(ips: &[Ipv4Addr], wanted: u16) -> Result<u16, RunError> {
+    if wanted != 0 {
+        return Ok(wanted);
+    }
+    for _ in 0..50 {
+        let first = TcpListener::bind((ips[0], 0))
+            .map_err(|e| RunError::Bind(format!("{}: {e}", ips[0])))?;
+        let port = first
+            .local_addr()
+            .map_err(|e| RunError::Bind(e.to_string()))?
+            .port();
+        let others: Result<Vec<_>, _> = ips[1..]
+            .iter()
+            .map(|ip| TcpListener::bind((*ip, port)))
+            .collect();
+        if others.is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(RunError::Bind("no port free on every hub address".into()))
+}
+
+fn ip_at(base: Ipv4Addr, offset: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(base).wrapping_add(offset))
+}
+
+/// The cloud config for `layout`: DPS on the base address, hub *i* on base + 1 + *i*.
+pub(crate) fn config(layout: &Layout) -> Result<CloudConfig, RunError> {
+    let hub_ips: Vec<Ipv4Addr> = (0..2).map(|i| ip_at(layout.base_ip, 1 + i)).collect();
+    let hub_port = shared_port(&hub_ips, layout.hub_port)?;
+    let mut cfg = CloudConfig::for_tests(0);
+    cfg.dps.host = layout.base_ip.to_string();
+    cfg.dps.mqtt = SocketAddr::new(IpAddr::V4(layout.base_ip), layout.dps_port);
+    cfg.dps.https = SocketAddr::new(IpAddr::V4(layout.base_ip), layout.dps_https_port);
+    cfg.hubs = hub_ips
+        .iter()
+        .map(|ip| HubConfig {
+            host: ip.to_string(),
+            listen: SocketAddr::new(IpAddr::V4(*ip), hub_port),
+        })
+        .collect();
+    cfg.admin = None;
+    cfg.events = None;
+    Ok(cfg)
+}
+
+/// Starts the cloud, or explains which address could not be bound.
+pub(crate) async fn start(layout: &Layout) -> Result<MockCloud, RunError> {
+    let cfg = config(layout)?;
+    MockCloud::start(cfg)
+        .await
+        .map_err(|e| RunError::Cloud(e.to_string()))
+}
+
+/// The hub a record's CONNACK 0 came from, if it is one for `device`.
+pub(crate) fn accepted_on(r: &LogRecord, device: &str) -> Option<String> {
+    match (&r.device, &r.event) {
+        (
+            Some(d),
+            Event::ConnAck {
+                endpoint: hubswap_mock_cloud::log::Endpoint::Hub(hub),
+                code: 0,
+                ..
+            },
+        ) if d == device => Some(hub.clone()),
+        _ => None,
+    }
+}
+
+/// Waits for `device` to be accepted by a hub after log sequence number `after`.
+pub(crate) async fn wait_connected(
+    cloud: &MockCloud,
+    device: &str,
+    after: u64,
+    timeout: Duration,
+) -> Option<String> {
+    cloud
+        .log()
+        .wait_for(timeout, |r| {
+            r.seq >= after && accepted_on(r, device).is_some()
+        })
+        .await
+        .and_then(|r| accepted_on(&r, device))
+}
+
+/// The next log sequence number.
+pub(crate) fn mark(cloud: &MockCloud) -> u64 {
+    cloud.log().records().last().map_or(0, |r| r.seq + 1)
+}
+
+/// What the cloud saw of `device` (refusals at TCP accept are attributed to it: it is the only
+/// client), ending with [`Observed::End`].
+pub(crate) fn observations(cloud: &MockCloud, device: &str) -> Vec<Observation> {
+    let records = cloud.log().records();
+    let mut obs: Vec<Observation> = to_observations_attributing(&records, device)
+        .into_iter()
+        .filter(|o| o.device == device)
+        .collect();
+    let end = records.last().map_or(hubswap_spec::Millis::ZERO, |r| r.at);
+    obs.push(Observation {
+        at: end,
+        device: device.to_owned(),
+        event: Observed::End,
+    });
+    obs
+}
+
+/// Telemetry messages the cloud recorded for `device`.
+pub(crate) fn telemetry_count(cloud: &MockCloud, device: &str) -> usize {
+    cloud
+        .log()
+        .records()
+        .iter()
+        .filter(|r| {
+            r.device.as_deref() == Some(device) && matches!(r.event, Event::Telemetry { .. })
+        })
+        .count()
+}

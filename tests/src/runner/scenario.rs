@@ -1,0 +1,272 @@
+//! The conformance scenarios: one per seed error type, failover and failback, DPS throttling,
+//! a restart with the cached assignment, and steady-state telemetry.
+
+use std::time::Duration;
+
+use clap::ValueEnum;
+use hubswap_mock_cloud::MockCloud;
+use hubswap_mock_cloud::fault::{
+    Block, DeviceOnHub, DpsError, Failover, Fault, HubDown, HubError, HubErrorMode, OutageMode,
+};
+use serde::Serialize;
+
+use super::cloud::{mark, wait_connected};
+
+/// A scenario the runner can play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum, Serialize)]
+pub enum Scenario {
+    /// Connect and send telemetry; nothing goes wrong.
+    Steady,
+    /// Stop the device and start it again: it must use its cached assignment, not DPS.
+    RestartCached,
+    /// Seed error: the hub becomes unreachable (reset at accept); DPS assigns the other hub.
+    UnreachableHub,
+    /// Seed error: the device's token is invalidated (dropped; CONNACK 5 on reuse).
+    ExpiredToken,
+    /// Seed error: the device is disabled on its hub (dropped; CONNACK 3), then enabled.
+    DeviceDisabled,
+    /// Seed error: an IoT Central operator blocks the device, then unblocks it.
+    OperatorBlocked,
+    /// Seed error: internal errors — hub drops and CONNACK 3, DPS 500s.
+    InternalError,
+    /// IoT Central failover of the device's hub, then failback.
+    FailoverFailback,
+    /// DPS answers 429 with retry-after while the device must reprovision.
+    DpsThrottling,
+}
+
+impl Scenario {
+    /// Every scenario, in run order.
+    pub const ALL: [Self; 9] = [
+        Self::Steady,
+        Self::RestartCached,
+        Self::UnreachableHub,
+        Self::ExpiredToken,
+        Self::DeviceDisabled,
+        Self::OperatorBlocked,
+        Self::InternalError,
+        Self::FailoverFailback,
+        Self::DpsThrottling,
+    ];
+
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Steady => "steady-telemetry",
+            Self::RestartCached => "restart-with-cached-assignment",
+            Self::UnreachableHub => "unreachable-hub",
+            Self::ExpiredToken => "expired-token",
+            Self::DeviceDisabled => "device-disabled",
+            Self::OperatorBlocked => "operator-blocked",
+            Self::InternalError => "internal-error-500",
+            Self::FailoverFailback => "failover-and-failback",
+            Self::DpsThrottling => "dps-throttling",
+        }
+    }
+}
+
+/// The timing a scenario works with.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a fault is held before it is cleared.
+    pub hold: Duration,
+    /// How long the device gets to reconnect once the cloud behaves again.
+    pub recovery: Duration,
+    /// How long the device gets to recover from an operator block (the slow profile).
+    pub blocked_recovery: Duration,
+}
+
+/// What a scenario step needs: the cloud, the device id, and where the device is connected.
+pub struct Ctx<'a> {
+    /// The cloud.
+    pub cloud: &'a MockCloud,
+    /// The device under test.
+    pub device: &'a str,
+    /// The hub it is connected to when the fault starts.
+    pub hub: String,
+    /// The other hub.
+    pub other: String,
+    /// Timing.
+    pub timing: Timing,
+}
+
+impl Ctx<'_> {
+    async fn apply(&self, fault: Fault) -> Result<(), String> {
+        self.cloud
+            .apply(fault)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("applying a fault: {e}"))
+    }
+
+    /// Waits until the device is connected again (after log position `after`).
+    async fn recovered(&self, after: u64, within: Duration, what: &str) -> Result<String, String> {
+        wait_connected(self.cloud, self.device, after, within)
+            .await
+            .ok_or_else(|| format!("did not reconnect within {within:?} after {what}"))
+    }
+
+    /// Holds the fault for the configured time, noting whether the device stayed put.
+    async fn hold(&self) {
+        // Holding is waiting on the device's own schedule; nothing to synchronise with.
+        tokio::time::sleep(self.timing.hold).await;
+    }
+}
+
+/// Plays the fault part of `scenario` (the device is connected when it starts). Restarts are
+/// handled by the runner; this covers the cloud-side faults. Returns problems, if any.
+pub async fn play(scenario: Scenario, cx: &Ctx<'_>) -> Result<(), String> {
+    let device = cx.device.to_owned();
+    match scenario {
+        Scenario::Steady | Scenario::RestartCached => {
+            cx.hold().await;
+            Ok(())
+        }
+        Scenario::UnreachableHub => {
+            // IoT Central's disaster recovery: the hub's devices move (DPS assigns the other
+            // hub), and the hub itself stops answering (reset at accept).
+            let failover = Failover {
+                hub: Some(cx.hub.clone()),
+                to: cx.other.clone(),
+                ..Failover::default()
+            };
+            cx.apply(Fault::Failover(failover)).await?;
+            let m = mark(cx.cloud);
+            let down = HubDown {
+                hub: cx.hub.clone(),
+                mode: OutageMode::Refuse,
+                ..HubDown::default()
+            };
+            cx.apply(Fault::HubDown(down)).await?;
+            let on = cx
+                .recovered(m, cx.timing.recovery, "its hub became unreachable")
+                .await?;
+            if on == cx.hub {
+                return Err(format!("reconnected to the unreachable hub {on}"));
+            }
+            let restore = hubswap_mock_cloud::fault::HubArg {
+                hub: cx.hub.clone(),
+            };
+            cx.apply(Fault::HubRestore(restore)).await
+        }
+        Scenario::ExpiredToken => {
+            let m = mark(cx.cloud);
+            cx.apply(Fault::ExpireToken(hubswap_mock_cloud::fault::DeviceArg {
+                device,
+            }))
+            .await?;
+            cx.recovered(m, cx.timing.recovery, "its token was invalidated")
+                .await
+                .map(|_| ())
+        }
+        Scenario::DeviceDisabled => {
+            let fault = DeviceOnHub {
+                device: device.clone(),
+                hub: Some(cx.hub.clone()),
+                duration: None,
+            };
+            cx.apply(Fault::Disable(fault.clone())).await?;
+            cx.hold().await;
+            let m = mark(cx.cloud);
+            cx.apply(Fault::Enable(fault)).await?;
+            cx.recovered(m, cx.timing.recovery, "it was enabled again")
+                .await
+                .map(|_| ())
+        }
+        Scenario::OperatorBlocked => {
+            cx.apply(Fault::Block(Block {
+                device: device.clone(),
+                duration: None,
+            }))
+            .await?;
+            cx.hold().await;
+            let m = mark(cx.cloud);
+            cx.apply(Fault::Unblock(hubswap_mock_cloud::fault::DeviceArg {
+                device,
+            }))
+            .await?;
+            cx.recovered(m, cx.timing.blocked_recovery, "it was unblocked")
+                .await
+                .map(|_| ())
+        }
+        Scenario::InternalError => {
+            let dps = DpsError {
+                status: 500,
+                count: Some(2),
+                ..DpsError::default()
+            };
+            cx.apply(Fault::DpsError(dps)).await?;
+            let hub = HubError {
+                hub: cx.hub.clone(),
+                mode: HubErrorMode::Drop,
+                count: Some(1),
+                ..HubError::default()
+            };
+            cx.apply(Fault::HubError(hub)).await?;
+            let refuse = HubError {
+                hub: cx.hub.clone(),
+                mode: HubErrorMode::Connack,
+                code: Some(3),
+                duration: Some(cx.timing.hold),
+                ..HubError::default()
+            };
+            cx.apply(Fault::HubError(refuse)).await?;
+            cx.hold().await;
+            let m = mark(cx.cloud);
+            cx.recovered(m, cx.timing.recovery, "the internal errors stopped")
+                .await
+                .map(|_| ())
+        }
+        Scenario::FailoverFailback => {
+            let m = mark(cx.cloud);
+            let failover = Failover {
+                device: Some(device.clone()),
+                to: cx.other.clone(),
+                ..Failover::default()
+            };
+            cx.apply(Fault::Failover(failover)).await?;
+            let on = cx.recovered(m, cx.timing.recovery, "a failover").await?;
+            if on != cx.other {
+                return Err(format!(
+                    "after failover connected to {on}, not {}",
+                    cx.other
+                ));
+            }
+            let m = mark(cx.cloud);
+            let back = hubswap_mock_cloud::fault::Failback {
+                device: Some(device),
+                ..Default::default()
+            };
+            cx.apply(Fault::Failback(back)).await?;
+            let on = cx.recovered(m, cx.timing.recovery, "a failback").await?;
+            if on == cx.hub {
+                Ok(())
+            } else {
+                Err(format!("after failback connected to {on}, not {}", cx.hub))
+            }
+        }
+        Scenario::DpsThrottling => {
+            let throttle = DpsError {
+                status: 429,
+                retry_after: Some(2),
+                count: Some(2),
+                ..DpsError::default()
+            };
+            cx.apply(Fault::DpsError(throttle)).await?;
+            let m = mark(cx.cloud);
+            let failover = Failover {
+                device: Some(device),
+                to: cx.other.clone(),
+                ..Failover::default()
+            };
+            cx.apply(Fault::Failover(failover)).await?;
+            cx.recovered(
+                m,
+                cx.timing.recovery + Duration::from_secs(6),
+                "a throttled failover",
+            )
+            .await
+            .map(|_| ())
+        }
+    }
+}

@@ -71,13 +71,8 @@ async fn register(
     let Ok(Path((scope, reg))) = path else {
         return error(&core, StatusCode::BAD_REQUEST, 400_001, "malformed path");
     };
-    if !network(&core, &reg, DpsRequestKind::Register).await {
-        return error(
-            &core,
-            StatusCode::SERVICE_UNAVAILABLE,
-            503_000,
-            "cloud stopping",
-        );
+    if let Some(stopped) = network(&core, &reg, DpsRequestKind::Register).await {
+        return stopped;
     }
     let chain = chain(tls);
     let reply = core.dps_register(
@@ -99,13 +94,8 @@ async fn poll(
     let Ok(Path((scope, reg, op))) = path else {
         return error(&core, StatusCode::BAD_REQUEST, 400_001, "malformed path");
     };
-    if !network(&core, &reg, DpsRequestKind::Poll).await {
-        return error(
-            &core,
-            StatusCode::SERVICE_UNAVAILABLE,
-            503_000,
-            "cloud stopping",
-        );
+    if let Some(stopped) = network(&core, &reg, DpsRequestKind::Poll).await {
+        return stopped;
     }
     let chain = chain(tls);
     render(&core.dps_poll(Transport::Https, &scope, &reg, &op, auth(&headers, &chain)))
@@ -125,9 +115,23 @@ async fn lookup(
 }
 
 /// Network faults for the device over HTTPS: a `delay` postpones the answer; a `blackhole`
-/// leaves the request unanswered (logged as dropped) for as long as it lasts. `false` when the
-/// cloud shuts down meanwhile.
-async fn network(core: &Core, reg: &str, request: DpsRequestKind) -> bool {
+/// leaves the request unanswered (logged as dropped) for as long as it lasts. `Some` (a 503)
+/// when the cloud shuts down meanwhile.
+async fn network(core: &Core, reg: &str, request: DpsRequestKind) -> Option<Response> {
+    if wait_out_network(core, reg, request).await {
+        None
+    } else {
+        Some(error(
+            core,
+            StatusCode::SERVICE_UNAVAILABLE,
+            503_000,
+            "cloud stopping",
+        ))
+    }
+}
+
+/// `false` when the cloud shuts down while a network fault holds the request.
+async fn wait_out_network(core: &Core, reg: &str, request: DpsRequestKind) -> bool {
     if core.blackholed(None, reg) {
         let event = Event::DpsDropped {
             transport: Transport::Https,

@@ -4,16 +4,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::state::{Active, CloseHow, Moved, Outage};
+use super::state::{Active, CloseHow, Outage};
 use super::{
-    Failback, Failover, Fault, FaultId, HubDown, HubErrorMode, NetworkMode, OptionsPatch,
-    OutageMode,
+    Failover, Fault, FaultId, HubDown, HubErrorMode, NetworkMode, OptionsPatch, OutageMode,
 };
 use crate::Error;
 use crate::log::FaultPhase;
-use crate::registry::{ConnControl, Core, HubIdentity, State};
+use crate::registry::{ConnControl, Core, State};
 
-fn bad(msg: impl Into<String>) -> Error {
+pub(super) fn bad(msg: impl Into<String>) -> Error {
     Error::InvalidRequest(msg.into())
 }
 
@@ -26,7 +25,7 @@ fn check_code(name: &str, code: Option<u8>) -> Result<(), Error> {
     }
 }
 
-fn hub_exists(state: &State, hub: &str) -> Result<(), Error> {
+pub(super) fn hub_exists(state: &State, hub: &str) -> Result<(), Error> {
     if state.hubs.iter().any(|h| h.host == hub) {
         Ok(())
     } else {
@@ -230,148 +229,6 @@ impl Core {
                 id,
                 &a.fault,
                 "undone by its inverse".into(),
-            );
-        }
-    }
-
-    fn failover(&self, f: &Failover, id: FaultId) -> Result<String, Error> {
-        let mut moved = Vec::new();
-        {
-            let mut state = self.lock();
-            hub_exists(&state, &f.to)?;
-            let devices = select(&state, f.device.as_ref(), &f.devices, f.hub.as_ref())?;
-            let now = self.clock.utc_string();
-            for id_ in devices {
-                let Some(device) = state.devices.get_mut(&id_) else {
-                    return Err(Error::DeviceNotFound(id_));
-                };
-                if device.hub == f.to {
-                    continue;
-                }
-                let from = std::mem::replace(&mut device.hub, f.to.clone());
-                device
-                    .identities
-                    .insert(f.to.clone(), HubIdentity { enabled: true });
-                device
-                    .identities
-                    .insert(from.clone(), HubIdentity { enabled: false });
-                device.substatus = "deviceDataMigrated".into();
-                device.last_updated.clone_from(&now);
-                let origin = state
-                    .faults
-                    .failovers
-                    .get(&id_)
-                    .map_or_else(|| from.clone(), |m| m.from.clone());
-                state.faults.failovers.insert(
-                    id_.clone(),
-                    Moved {
-                        from: origin,
-                        to: f.to.clone(),
-                        fault: id,
-                    },
-                );
-                moved.push((id_, from));
-            }
-        }
-        for (device, from) in &moved {
-            self.kick_how(
-                device,
-                Some(from),
-                &format!("failed over to {}", f.to),
-                CloseHow::Drop,
-            );
-        }
-        Ok(format!(
-            "{} device(s) moved to {}: {}",
-            moved.len(),
-            f.to,
-            moved
-                .iter()
-                .map(|(d, _)| d.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        ))
-    }
-
-    fn failback(&self, f: &Failback) -> String {
-        let devices = {
-            let state = self.lock();
-            let all = f.device.is_none() && f.devices.is_empty() && f.hub.is_none();
-            state
-                .faults
-                .failovers
-                .iter()
-                .filter(|(d, m)| {
-                    all || f.device.as_deref() == Some(d.as_str())
-                        || f.devices.contains(d)
-                        || f.hub.as_deref() == Some(m.from.as_str())
-                })
-                .map(|(d, _)| d.clone())
-                .collect::<Vec<_>>()
-        };
-        self.move_back(&devices);
-        // A failover fault with no device left away from home has ended.
-        let done: Vec<FaultId> = {
-            let state = self.lock();
-            state
-                .faults
-                .active
-                .iter()
-                .filter(|(id, a)| {
-                    matches!(a.fault, Fault::Failover(_))
-                        && !state.faults.failovers.values().any(|m| m.fault == **id)
-                })
-                .map(|(id, _)| *id)
-                .collect()
-        };
-        for id in done {
-            let removed = self.lock().faults.active.remove(&id);
-            if let Some(a) = removed {
-                if let Some((hub, was)) = &a.allocation_before
-                    && let Some(s) = self.lock().hubs.iter_mut().find(|s| s.host == *hub)
-                {
-                    s.enabled = *was;
-                }
-                self.log_fault(FaultPhase::Cleared, id, &a.fault, "failed back".into());
-            }
-        }
-        format!(
-            "{} device(s) failed back: {}",
-            devices.len(),
-            devices.join(",")
-        )
-    }
-
-    /// Moves failed-over devices home: DPS assigns the original hub, the failover hub drops them.
-    fn move_back(&self, devices: &[String]) {
-        let mut kicks = Vec::new();
-        {
-            let mut state = self.lock();
-            let now = self.clock.utc_string();
-            for d in devices {
-                let Some(m) = state.faults.failovers.remove(d) else {
-                    continue;
-                };
-                if let Some(device) = state.devices.get_mut(d) {
-                    device.hub.clone_from(&m.from);
-                    device
-                        .identities
-                        .insert(m.from.clone(), HubIdentity { enabled: true });
-                    device
-                        .identities
-                        .insert(m.to.clone(), HubIdentity { enabled: false });
-                    device.substatus = "reprovisionedToInitialAssignment".into();
-                    device.last_updated.clone_from(&now);
-                }
-                kicks.push((d.clone(), m.to, m.from));
-            }
-        }
-        for (d, to, from) in kicks {
-            self.kick_how(
-                &d,
-                Some(&to),
-                &format!("failed back to {from}"),
-                CloseHow::Drop,
             );
         }
     }
@@ -616,39 +473,4 @@ fn stays_active(fault: &Fault) -> bool {
         }
         _ => false,
     }
-}
-
-/// The devices a failover names: one, several, or every device on a hub.
-fn select(
-    state: &State,
-    device: Option<&String>,
-    devices: &[String],
-    hub: Option<&String>,
-) -> Result<Vec<String>, Error> {
-    let named = usize::from(device.is_some())
-        + usize::from(!devices.is_empty())
-        + usize::from(hub.is_some());
-    if named != 1 {
-        return Err(bad("name exactly one of device, devices or hub"));
-    }
-    if let Some(h) = hub {
-        hub_exists(state, h)?;
-        return Ok(state
-            .devices
-            .values()
-            .filter(|d| d.hub == *h)
-            .map(|d| d.id.clone())
-            .collect());
-    }
-    let list: Vec<String> = device
-        .into_iter()
-        .cloned()
-        .chain(devices.iter().cloned())
-        .collect();
-    for d in &list {
-        if !state.devices.contains_key(d) {
-            return Err(Error::DeviceNotFound(d.clone()));
-        }
-    }
-    Ok(list)
 }

@@ -6,30 +6,27 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use hubswap_spec::trace::Side;
-use rumqttc::{
-    ConnAck, Connect, ConnectReturnCode, LastWill, Packet, PubAck, Publish, QoS, SubAck, Subscribe,
-    SubscribeReasonCode, UnsubAck, Unsubscribe,
-};
+use rumqttc::{ConnAck, Connect, ConnectReturnCode, LastWill, Packet, PubAck, Publish, QoS};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::conn::{Inbound, Wire, closed};
 pub(crate) use super::hub_faults::Accepted;
 use super::hub_faults::{SessionFaults, applied_from_telemetry, inject_from_properties};
-use super::topics::{C2D_FILTER, HubTopic, hub_filter, parse_hub_publish};
+use super::topics::{HubTopic, parse_hub_publish};
 use crate::fault::state::CloseHow;
 use crate::log::{Endpoint, Event};
 use crate::registry::{ConnControl, Core, LiveConn, writable_acks};
 
 /// How the session loop ended.
-struct End {
+pub(super) struct End {
     by: Side,
     reason: String,
     graceful: bool,
     how: CloseHow,
 }
 
-fn end(by: Side, reason: impl Into<String>) -> End {
+pub(super) fn end(by: Side, reason: impl Into<String>) -> End {
     End {
         by,
         reason: reason.into(),
@@ -53,14 +50,14 @@ async fn until(at: Option<tokio::time::Instant>) {
     }
 }
 
-struct HubSession {
-    core: Arc<Core>,
-    hub: String,
-    device: String,
-    conn: u64,
-    inflight: HashMap<u16, String>,
-    sent: HashSet<String>,
-    next_pkid: u16,
+pub(super) struct HubSession {
+    pub(super) core: Arc<Core>,
+    pub(super) hub: String,
+    pub(super) device: String,
+    pub(super) conn: u64,
+    pub(super) inflight: HashMap<u16, String>,
+    pub(super) sent: HashSet<String>,
+    pub(super) next_pkid: u16,
     faults: SessionFaults,
 }
 
@@ -197,7 +194,7 @@ pub(crate) async fn serve(core: Arc<Core>, mut wire: Wire, accepted: Accepted, c
 }
 
 impl HubSession {
-    fn endpoint(&self) -> Endpoint {
+    pub(super) fn endpoint(&self) -> Endpoint {
         Endpoint::Hub(self.hub.clone())
     }
 
@@ -296,37 +293,8 @@ impl HubSession {
         self.core.log.record(Some(&self.device), event);
     }
 
-    /// A `$iothub/twin/res/{status}` failure under a hub-error `twin` fault.
-    fn twin_failed(&self, rid: &str, status: u16) -> Publish {
-        self.core.log.record(
-            Some(&self.device),
-            Event::TwinGet {
-                hub: self.hub.clone(),
-                rid: rid.to_owned(),
-                status,
-            },
-        );
-        Publish::new(
-            format!("$iothub/twin/res/{status}/?$rid={rid}"),
-            QoS::AtMostOnce,
-            Vec::new(),
-        )
-    }
-
-    fn twin_get(&self, rid: &str) -> Publish {
-        if let Some(status) = self.core.twin_error(&self.hub, &self.device) {
-            return self.twin_failed(rid, status);
-        }
-        let doc = self
-            .core
-            .lock()
-            .devices
-            .get(&self.device)
-            .map(|d| d.twin.document());
-        let (status, body) = match doc {
-            Some(doc) => (200, doc.to_string()),
-            None => (404, String::new()),
-        };
+    /// A twin GET answer (`$iothub/twin/res/{status}/?$rid=`), logged.
+    fn twin_answer(&self, rid: &str, status: u16, body: String) -> Publish {
         self.core.log.record(
             Some(&self.device),
             Event::TwinGet {
@@ -342,9 +310,26 @@ impl HubSession {
         )
     }
 
+    fn twin_get(&self, rid: &str) -> Publish {
+        // A hub-error `twin` fault answers with its status and no body.
+        if let Some(status) = self.core.twin_error(&self.hub, &self.device) {
+            return self.twin_answer(rid, status, String::new());
+        }
+        let doc = self
+            .core
+            .lock()
+            .devices
+            .get(&self.device)
+            .map(|d| d.twin.document());
+        match doc {
+            Some(doc) => self.twin_answer(rid, 200, doc.to_string()),
+            None => self.twin_answer(rid, 404, String::new()),
+        }
+    }
+
     fn twin_reported(&self, rid: &str, payload: &[u8]) -> Publish {
         if let Some(status) = self.core.twin_error(&self.hub, &self.device) {
-            return self.twin_failed(rid, status);
+            return self.twin_answer(rid, status, String::new());
         }
         let patch = serde_json::from_slice::<Value>(payload).ok();
         let (status, version, patch) = match patch {
@@ -411,145 +396,6 @@ impl HubSession {
                 .reply
                 .send(crate::registry::MethodResponse { status, payload });
             tracing::debug!(method = %p.name, %rid, status, "method answered");
-        }
-    }
-
-    async fn subscribe(&mut self, wire: &mut Wire, sub: Subscribe) -> Option<End> {
-        let mut granted = Vec::new();
-        let mut codes = Vec::new();
-        let mut c2d_added = false;
-        {
-            let mut state = self.core.lock();
-            let session = state
-                .sessions
-                .entry((self.hub.clone(), self.device.clone()))
-                .or_default();
-            for f in &sub.filters {
-                if let Some(normal) = hub_filter(&self.device, &f.path) {
-                    c2d_added |=
-                        normal == C2D_FILTER && !session.subscriptions.contains(C2D_FILTER);
-                    session.subscriptions.insert(normal.to_owned());
-                    // QoS 2 is granted as 1 (§4.5).
-                    let qos = if f.qos == QoS::AtMostOnce {
-                        QoS::AtMostOnce
-                    } else {
-                        QoS::AtLeastOnce
-                    };
-                    codes.push(SubscribeReasonCode::Success(qos));
-                    granted.push((f.path.clone(), qos as u8));
-                } else {
-                    codes.push(SubscribeReasonCode::Failure);
-                    granted.push((f.path.clone(), 0x80));
-                }
-            }
-        }
-        for (path, _) in granted.iter().filter(|(_, q)| *q == 0x80) {
-            let event = Event::Violation {
-                endpoint: self.endpoint(),
-                conn: self.conn,
-                reason: format!("subscription to {path} not allowed"),
-                action: "refused in SUBACK".into(),
-            };
-            self.core.log.record(Some(&self.device), event);
-        }
-        self.core.log.record(
-            Some(&self.device),
-            Event::Subscribed {
-                endpoint: self.endpoint(),
-                conn: self.conn,
-                filters: granted,
-            },
-        );
-        if !wire
-            .send(Packet::SubAck(SubAck::new(sub.pkid, codes)))
-            .await
-        {
-            return Some(end(Side::Device, "socket closed"));
-        }
-        if c2d_added {
-            self.deliver_c2d(wire).await;
-        }
-        None
-    }
-
-    async fn unsubscribe(&mut self, wire: &mut Wire, u: Unsubscribe) -> Option<End> {
-        {
-            let mut state = self.core.lock();
-            if let Some(session) = state
-                .sessions
-                .get_mut(&(self.hub.clone(), self.device.clone()))
-            {
-                for f in &u.topics {
-                    if let Some(normal) = hub_filter(&self.device, f) {
-                        session.subscriptions.remove(normal);
-                    }
-                }
-            }
-        }
-        (!wire.send(Packet::UnsubAck(UnsubAck::new(u.pkid))).await)
-            .then(|| end(Side::Device, "socket closed"))
-    }
-
-    /// Publishes every queued C2D message not yet sent on this connection (QoS 1).
-    async fn deliver_c2d(&mut self, wire: &mut Wire) {
-        let todo: Vec<_> = {
-            let state = self.core.lock();
-            let Some(session) = state.sessions.get(&(self.hub.clone(), self.device.clone())) else {
-                return;
-            };
-            if !session.subscriptions.contains(C2D_FILTER) {
-                return;
-            }
-            session
-                .c2d
-                .iter()
-                .filter(|m| !self.sent.contains(&m.id))
-                .cloned()
-                .collect()
-        };
-        for m in todo {
-            let pkid = self.pkid();
-            let mut p = Publish::from_bytes(m.topic.clone(), QoS::AtLeastOnce, m.payload.clone());
-            p.pkid = pkid;
-            if !wire.send(Packet::Publish(p)).await {
-                return;
-            }
-            self.sent.insert(m.id.clone());
-            self.inflight.insert(pkid, m.id.clone());
-            self.core.log.record(
-                Some(&self.device),
-                Event::C2dDelivered {
-                    message_id: m.id,
-                    hub: self.hub.clone(),
-                },
-            );
-        }
-    }
-
-    fn acked(&mut self, pkid: u16) {
-        let Some(id) = self.inflight.remove(&pkid) else {
-            return;
-        };
-        if let Some(session) = self
-            .core
-            .lock()
-            .sessions
-            .get_mut(&(self.hub.clone(), self.device.clone()))
-        {
-            session.c2d.retain(|m| m.id != id);
-        }
-        self.core
-            .log
-            .record(Some(&self.device), Event::C2dAcked { message_id: id });
-    }
-
-    fn pkid(&mut self) -> u16 {
-        loop {
-            let id = self.next_pkid;
-            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
-            if !self.inflight.contains_key(&id) {
-                return id;
-            }
         }
     }
 

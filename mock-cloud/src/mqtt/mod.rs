@@ -6,6 +6,7 @@ pub(crate) mod conn;
 pub(crate) mod connect;
 pub(crate) mod dps;
 pub(crate) mod hub;
+mod hub_c2d;
 mod hub_faults;
 mod listeners;
 pub(crate) mod topics;

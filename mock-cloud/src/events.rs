@@ -81,6 +81,10 @@ fn router_config() -> RouterConfig {
 
 /// Starts the broker on `listen` (port 0: a free port) and the publisher.
 pub(crate) async fn start(core: Arc<Core>, listen: SocketAddr) -> Result<EventStream, Error> {
+    if listen.port() != 0 {
+        // rumqttd only logs a failed bind: find out first, and name the flag.
+        drop(StdListener::bind(listen).map_err(|e| bind_error(listen, e))?);
+    }
     let router_tx = Router::new(0, router_config()).spawn();
     let tries = if listen.port() == 0 { 10 } else { 1 };
     let mut last = None;
@@ -105,12 +109,8 @@ pub(crate) async fn start(core: Arc<Core>, listen: SocketAddr) -> Result<EventSt
         last = Some(addr);
     }
     let Some((addr, server)) = server else {
-        return Err(Error::Bind {
-            addr: last.unwrap_or(listen),
-            what: "service-side event broker".into(),
-            flag: "--events (CloudConfig::events)".into(),
-            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
-        });
+        let e = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        return Err(bind_error(last.unwrap_or(listen), e));
     };
     let built = tokio::task::spawn_blocking(move || {
         LinkBuilder::new("hubswap-mock-cloud", router_tx)
@@ -151,14 +151,18 @@ pub(crate) async fn start(core: Arc<Core>, listen: SocketAddr) -> Result<EventSt
     })
 }
 
-/// A port that was free a moment ago on `listen`'s address.
-fn free_port(listen: SocketAddr) -> Result<SocketAddr, Error> {
-    let l = StdListener::bind(listen).map_err(|source| Error::Bind {
-        addr: listen,
+fn bind_error(addr: SocketAddr, source: std::io::Error) -> Error {
+    Error::Bind {
+        addr,
         what: "service-side event broker".into(),
         flag: "--events (CloudConfig::events)".into(),
         source,
-    })?;
+    }
+}
+
+/// A port that was free a moment ago on `listen`'s address.
+fn free_port(listen: SocketAddr) -> Result<SocketAddr, Error> {
+    let l = StdListener::bind(listen).map_err(|e| bind_error(listen, e))?;
     l.local_addr().map_err(|e| Error::Config(e.to_string()))
 }
 

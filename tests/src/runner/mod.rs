@@ -87,7 +87,7 @@ impl RunOptions {
             time_scale,
             tolerance: Duration::from_millis(150),
             timing,
-            connect_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_mins(1),
             layout: Layout {
                 base_ip: Ipv4Addr::new(127, 0, 0, 40),
                 hub_port: 0,
@@ -103,7 +103,7 @@ impl RunOptions {
 pub fn default_timing(c: &Config) -> Timing {
     let margin = Duration::from_secs(5);
     let hold = (c.fast.initial * 8 + c.attempt_timeout * 2)
-        .clamp(Duration::from_secs(4), Duration::from_secs(120));
+        .clamp(Duration::from_secs(4), Duration::from_mins(2));
     Timing {
         hold,
         recovery: c.fast.cap

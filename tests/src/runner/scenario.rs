@@ -16,22 +16,31 @@ use super::cloud::{mark, wait_connected};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum, Serialize)]
 pub enum Scenario {
     /// Connect and send telemetry; nothing goes wrong.
+    #[value(name = "steady-telemetry")]
     Steady,
     /// Stop the device and start it again: it must use its cached assignment, not DPS.
+    #[value(name = "restart-with-cached-assignment")]
     RestartCached,
     /// Seed error: the hub becomes unreachable (reset at accept); DPS assigns the other hub.
+    #[value(name = "unreachable-hub")]
     UnreachableHub,
     /// Seed error: the device's token is invalidated (dropped; CONNACK 5 on reuse).
+    #[value(name = "expired-token")]
     ExpiredToken,
     /// Seed error: the device is disabled on its hub (dropped; CONNACK 3), then enabled.
+    #[value(name = "device-disabled")]
     DeviceDisabled,
     /// Seed error: an IoT Central operator blocks the device, then unblocks it.
+    #[value(name = "operator-blocked")]
     OperatorBlocked,
     /// Seed error: internal errors — hub drops and CONNACK 3, DPS 500s.
+    #[value(name = "internal-error-500")]
     InternalError,
     /// IoT Central failover of the device's hub, then failback.
+    #[value(name = "failover-and-failback")]
     FailoverFailback,
     /// DPS answers 429 with retry-after while the device must reprovision.
+    #[value(name = "dps-throttling")]
     DpsThrottling,
 }
 
@@ -122,33 +131,7 @@ pub async fn play(scenario: Scenario, cx: &Ctx<'_>) -> Result<(), String> {
             cx.hold().await;
             Ok(())
         }
-        Scenario::UnreachableHub => {
-            // IoT Central's disaster recovery: the hub's devices move (DPS assigns the other
-            // hub), and the hub itself stops answering (reset at accept).
-            let failover = Failover {
-                hub: Some(cx.hub.clone()),
-                to: cx.other.clone(),
-                ..Failover::default()
-            };
-            cx.apply(Fault::Failover(failover)).await?;
-            let m = mark(cx.cloud);
-            let down = HubDown {
-                hub: cx.hub.clone(),
-                mode: OutageMode::Refuse,
-                ..HubDown::default()
-            };
-            cx.apply(Fault::HubDown(down)).await?;
-            let on = cx
-                .recovered(m, cx.timing.recovery, "its hub became unreachable")
-                .await?;
-            if on == cx.hub {
-                return Err(format!("reconnected to the unreachable hub {on}"));
-            }
-            let restore = hubswap_mock_cloud::fault::HubArg {
-                hub: cx.hub.clone(),
-            };
-            cx.apply(Fault::HubRestore(restore)).await
-        }
+        Scenario::UnreachableHub => unreachable_hub(cx).await,
         Scenario::ExpiredToken => {
             let m = mark(cx.cloud);
             cx.apply(Fault::ExpireToken(hubswap_mock_cloud::fault::DeviceArg {
@@ -159,114 +142,156 @@ pub async fn play(scenario: Scenario, cx: &Ctx<'_>) -> Result<(), String> {
                 .await
                 .map(|_| ())
         }
-        Scenario::DeviceDisabled => {
-            let fault = DeviceOnHub {
-                device: device.clone(),
-                hub: Some(cx.hub.clone()),
-                duration: None,
-            };
-            cx.apply(Fault::Disable(fault.clone())).await?;
-            cx.hold().await;
-            let m = mark(cx.cloud);
-            cx.apply(Fault::Enable(fault)).await?;
-            cx.recovered(m, cx.timing.recovery, "it was enabled again")
-                .await
-                .map(|_| ())
-        }
-        Scenario::OperatorBlocked => {
-            cx.apply(Fault::Block(Block {
-                device: device.clone(),
-                duration: None,
-            }))
-            .await?;
-            cx.hold().await;
-            let m = mark(cx.cloud);
-            cx.apply(Fault::Unblock(hubswap_mock_cloud::fault::DeviceArg {
-                device,
-            }))
-            .await?;
-            cx.recovered(m, cx.timing.blocked_recovery, "it was unblocked")
-                .await
-                .map(|_| ())
-        }
-        Scenario::InternalError => {
-            let dps = DpsError {
-                status: 500,
-                count: Some(2),
-                ..DpsError::default()
-            };
-            cx.apply(Fault::DpsError(dps)).await?;
-            let hub = HubError {
-                hub: cx.hub.clone(),
-                mode: HubErrorMode::Drop,
-                count: Some(1),
-                ..HubError::default()
-            };
-            cx.apply(Fault::HubError(hub)).await?;
-            let refuse = HubError {
-                hub: cx.hub.clone(),
-                mode: HubErrorMode::Connack,
-                code: Some(3),
-                duration: Some(cx.timing.hold),
-                ..HubError::default()
-            };
-            cx.apply(Fault::HubError(refuse)).await?;
-            cx.hold().await;
-            let m = mark(cx.cloud);
-            cx.recovered(m, cx.timing.recovery, "the internal errors stopped")
-                .await
-                .map(|_| ())
-        }
-        Scenario::FailoverFailback => {
-            let m = mark(cx.cloud);
-            let failover = Failover {
-                device: Some(device.clone()),
-                to: cx.other.clone(),
-                ..Failover::default()
-            };
-            cx.apply(Fault::Failover(failover)).await?;
-            let on = cx.recovered(m, cx.timing.recovery, "a failover").await?;
-            if on != cx.other {
-                return Err(format!(
-                    "after failover connected to {on}, not {}",
-                    cx.other
-                ));
-            }
-            let m = mark(cx.cloud);
-            let back = hubswap_mock_cloud::fault::Failback {
-                device: Some(device),
-                ..Default::default()
-            };
-            cx.apply(Fault::Failback(back)).await?;
-            let on = cx.recovered(m, cx.timing.recovery, "a failback").await?;
-            if on == cx.hub {
-                Ok(())
-            } else {
-                Err(format!("after failback connected to {on}, not {}", cx.hub))
-            }
-        }
-        Scenario::DpsThrottling => {
-            let throttle = DpsError {
-                status: 429,
-                retry_after: Some(2),
-                count: Some(2),
-                ..DpsError::default()
-            };
-            cx.apply(Fault::DpsError(throttle)).await?;
-            let m = mark(cx.cloud);
-            let failover = Failover {
-                device: Some(device),
-                to: cx.other.clone(),
-                ..Failover::default()
-            };
-            cx.apply(Fault::Failover(failover)).await?;
-            cx.recovered(
-                m,
-                cx.timing.recovery + Duration::from_secs(6),
-                "a throttled failover",
-            )
-            .await
-            .map(|_| ())
-        }
+        Scenario::DeviceDisabled => device_disabled(cx).await,
+        Scenario::OperatorBlocked => operator_blocked(cx).await,
+        Scenario::InternalError => internal_error(cx).await,
+        Scenario::FailoverFailback => failover_failback(cx).await,
+        Scenario::DpsThrottling => dps_throttling(cx).await,
     }
+}
+
+async fn unreachable_hub(cx: &Ctx<'_>) -> Result<(), String> {
+    // IoT Central's disaster recovery: the hub's devices move (DPS assigns the other
+    // hub), and the hub itself stops answering (reset at accept).
+    let failover = Failover {
+        hub: Some(cx.hub.clone()),
+        to: cx.other.clone(),
+        ..Failover::default()
+    };
+    cx.apply(Fault::Failover(failover)).await?;
+    let m = mark(cx.cloud);
+    let down = HubDown {
+        hub: cx.hub.clone(),
+        mode: OutageMode::Refuse,
+        ..HubDown::default()
+    };
+    cx.apply(Fault::HubDown(down)).await?;
+    let on = cx
+        .recovered(m, cx.timing.recovery, "its hub became unreachable")
+        .await?;
+    if on == cx.hub {
+        return Err(format!("reconnected to the unreachable hub {on}"));
+    }
+    let restore = hubswap_mock_cloud::fault::HubArg {
+        hub: cx.hub.clone(),
+    };
+    cx.apply(Fault::HubRestore(restore)).await
+}
+
+async fn internal_error(cx: &Ctx<'_>) -> Result<(), String> {
+    let dps = DpsError {
+        status: 500,
+        count: Some(2),
+        ..DpsError::default()
+    };
+    cx.apply(Fault::DpsError(dps)).await?;
+    let hub = HubError {
+        hub: cx.hub.clone(),
+        mode: HubErrorMode::Drop,
+        count: Some(1),
+        ..HubError::default()
+    };
+    cx.apply(Fault::HubError(hub)).await?;
+    let refuse = HubError {
+        hub: cx.hub.clone(),
+        mode: HubErrorMode::Connack,
+        code: Some(3),
+        duration: Some(cx.timing.hold),
+        ..HubError::default()
+    };
+    cx.apply(Fault::HubError(refuse)).await?;
+    cx.hold().await;
+    let m = mark(cx.cloud);
+    cx.recovered(m, cx.timing.recovery, "the internal errors stopped")
+        .await
+        .map(|_| ())
+}
+
+async fn failover_failback(cx: &Ctx<'_>) -> Result<(), String> {
+    let device = cx.device.to_owned();
+    let m = mark(cx.cloud);
+    let failover = Failover {
+        device: Some(device.clone()),
+        to: cx.other.clone(),
+        ..Failover::default()
+    };
+    cx.apply(Fault::Failover(failover)).await?;
+    let on = cx.recovered(m, cx.timing.recovery, "a failover").await?;
+    if on != cx.other {
+        return Err(format!(
+            "after failover connected to {on}, not {}",
+            cx.other
+        ));
+    }
+    let m = mark(cx.cloud);
+    let back = hubswap_mock_cloud::fault::Failback {
+        device: Some(device),
+        ..Default::default()
+    };
+    cx.apply(Fault::Failback(back)).await?;
+    let on = cx.recovered(m, cx.timing.recovery, "a failback").await?;
+    if on == cx.hub {
+        Ok(())
+    } else {
+        Err(format!("after failback connected to {on}, not {}", cx.hub))
+    }
+}
+
+async fn dps_throttling(cx: &Ctx<'_>) -> Result<(), String> {
+    let device = cx.device.to_owned();
+    let throttle = DpsError {
+        status: 429,
+        retry_after: Some(2),
+        count: Some(2),
+        ..DpsError::default()
+    };
+    cx.apply(Fault::DpsError(throttle)).await?;
+    let m = mark(cx.cloud);
+    let failover = Failover {
+        device: Some(device),
+        to: cx.other.clone(),
+        ..Failover::default()
+    };
+    cx.apply(Fault::Failover(failover)).await?;
+    cx.recovered(
+        m,
+        cx.timing.recovery + Duration::from_secs(6),
+        "a throttled failover",
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn operator_blocked(cx: &Ctx<'_>) -> Result<(), String> {
+    let device = cx.device.to_owned();
+    cx.apply(Fault::Block(Block {
+        device: device.clone(),
+        duration: None,
+    }))
+    .await?;
+    cx.hold().await;
+    let m = mark(cx.cloud);
+    cx.apply(Fault::Unblock(hubswap_mock_cloud::fault::DeviceArg {
+        device,
+    }))
+    .await?;
+    cx.recovered(m, cx.timing.blocked_recovery, "it was unblocked")
+        .await
+        .map(|_| ())
+}
+
+async fn device_disabled(cx: &Ctx<'_>) -> Result<(), String> {
+    let device = cx.device.to_owned();
+    let fault = DeviceOnHub {
+        device: device.clone(),
+        hub: Some(cx.hub.clone()),
+        duration: None,
+    };
+    cx.apply(Fault::Disable(fault.clone())).await?;
+    cx.hold().await;
+    let m = mark(cx.cloud);
+    cx.apply(Fault::Enable(fault)).await?;
+    cx.recovered(m, cx.timing.recovery, "it was enabled again")
+        .await
+        .map(|_| ())
 }

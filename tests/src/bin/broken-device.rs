@@ -1,0 +1,254 @@
+//! `broken-device`: small, deliberately broken IoT Central devices, written the naive way
+//! application code often is (rumqttc directly, no hubswap policy). The conformance runner's
+//! self-tests grade them and expect exactly the guarantees each one breaks to fail.
+//!
+//! Bugs (`--bug`):
+//! - `never-reprovision`: retries its hub forever; never asks DPS again (breaks G3 / G1);
+//! - `reprovision-always`: asks DPS after every error, even a plain drop (breaks G5);
+//! - `hot-loop`: reconnects at once, with no delay (breaks G7);
+//! - `ignore-retry-after`: re-sends throttled DPS requests at once (breaks G6).
+//!
+//! Otherwise it behaves: it provisions over DPS MQTT, connects with a fresh SAS token each
+//! time, sends telemetry, waits 1 s between attempts and asks DPS after two failed connects.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, ValueEnum};
+use hubswap_client::auth::{SasToken, SecretKey};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Bug {
+    NeverReprovision,
+    ReprovisionAlways,
+    HotLoop,
+    IgnoreRetryAfter,
+}
+
+#[derive(Parser, Debug)]
+struct Args {
+    #[arg(long, value_enum)]
+    bug: Bug,
+    #[arg(long)]
+    id_scope: String,
+    #[arg(long)]
+    registration_id: String,
+    #[arg(long)]
+    group_key: String,
+    #[arg(long)]
+    ca_file: std::path::PathBuf,
+    #[arg(long)]
+    dps_host: String,
+    #[arg(long)]
+    dps_port: u16,
+    #[arg(long)]
+    hub_port: u16,
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+struct Device {
+    args: Args,
+    key: SecretKey,
+    ca: Vec<u8>,
+    minted: u64,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What a DPS response topic says: `$dps/registrations/res/{status}/?$rid=..&retry-after=..`.
+fn parse_response(topic: &str) -> (u16, Option<u64>) {
+    let rest = topic.trim_start_matches("$dps/registrations/res/");
+    let status = rest
+        .split('/')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let retry = rest
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("retry-after="))
+        .and_then(|v| v.parse().ok());
+    (status, retry)
+}
+
+impl Device {
+    fn token(&mut self, resource: &str) -> Result<String, Error> {
+        // A fresh token every time: `se` moves forward by at least a second.
+        self.minted = (unix_now() + 3600).max(self.minted + 1);
+        Ok(SasToken::new(&self.key, resource, self.minted, None)?
+            .expose()
+            .to_owned())
+    }
+
+    fn options(
+        &mut self,
+        client_id: &str,
+        host: &str,
+        port: u16,
+        user: String,
+        resource: &str,
+    ) -> Result<MqttOptions, Error> {
+        let mut o = MqttOptions::new(client_id, host, port);
+        o.set_credentials(user, self.token(resource)?);
+        o.set_keep_alive(Duration::from_secs(30));
+        o.set_transport(Transport::Tls(TlsConfiguration::Simple {
+            ca: self.ca.clone(),
+            alpn: None,
+            client_auth: None,
+        }));
+        Ok(o)
+    }
+
+    /// One DPS registration over MQTT; `Ok(hub)` when assigned.
+    async fn provision(&mut self) -> Result<String, Error> {
+        let (scope, reg) = (
+            self.args.id_scope.clone(),
+            self.args.registration_id.clone(),
+        );
+        let user = format!("{scope}/registrations/{reg}/api-version=2019-03-31");
+        let opts = self.options(
+            &reg,
+            &self.args.dps_host.clone(),
+            self.args.dps_port,
+            user,
+            &format!("{scope}/registrations/{reg}"),
+        )?;
+        let (client, mut events) = AsyncClient::new(opts, 10);
+        client
+            .subscribe("$dps/registrations/res/#", QoS::AtLeastOnce)
+            .await?;
+        let body = format!("{{\"registrationId\":\"{reg}\"}}");
+        client
+            .publish(
+                "$dps/registrations/PUT/iotdps-register/?$rid=1",
+                QoS::AtLeastOnce,
+                false,
+                body.clone(),
+            )
+            .await?;
+        let mut rid = 1;
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(10), events.poll()).await??;
+            let Event::Incoming(Packet::Publish(p)) = ev else {
+                continue;
+            };
+            let (status, retry_after) = parse_response(&p.topic);
+            let json: serde_json::Value = serde_json::from_slice(&p.payload).unwrap_or_default();
+            let wait = |secs: Option<u64>| {
+                if self.args.bug == Bug::IgnoreRetryAfter {
+                    Duration::from_millis(250)
+                } else {
+                    Duration::from_secs(secs.unwrap_or(1))
+                }
+            };
+            rid += 1;
+            match status {
+                200 if json["status"] == "assigned" => {
+                    let hub = json["registrationState"]["assignedHub"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = client.disconnect().await;
+                    return Ok(hub);
+                }
+                202 => {
+                    tokio::time::sleep(wait(retry_after)).await;
+                    let op = json["operationId"].as_str().unwrap_or_default();
+                    let topic = format!(
+                        "$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={op}"
+                    );
+                    client.publish(topic, QoS::AtLeastOnce, false, " ").await?;
+                }
+                429 => {
+                    tokio::time::sleep(wait(retry_after)).await;
+                    let topic = format!("$dps/registrations/PUT/iotdps-register/?$rid={rid}");
+                    client
+                        .publish(topic, QoS::AtLeastOnce, false, body.clone())
+                        .await?;
+                }
+                other => {
+                    let _ = client.disconnect().await;
+                    return Err(format!("DPS answered {other}: {json}").into());
+                }
+            }
+        }
+    }
+
+    /// Connects to `hub` and sends telemetry until the connection fails; `Ok(true)` when the
+    /// failure came after CONNACK 0 (a drop), `Ok(false)` when the connect itself failed.
+    async fn run_hub(&mut self, hub: &str) -> Result<bool, Error> {
+        let reg = self.args.registration_id.clone();
+        let user = format!("{hub}/{reg}/?api-version=2021-04-12");
+        let mut opts = self.options(
+            &reg,
+            hub,
+            self.args.hub_port,
+            user,
+            &format!("{hub}/devices/{reg}"),
+        )?;
+        opts.set_clean_session(false);
+        let (client, mut events) = AsyncClient::new(opts, 10);
+        let mut connected = false;
+        let mut ticker = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                ev = events.poll() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => { connected = true; println!("connected to {hub}"); }
+                    Ok(_) => {}
+                    Err(e) => { println!("hub error: {e}"); return Ok(connected); }
+                },
+                _ = ticker.tick(), if connected => {
+                    let topic = format!("devices/{reg}/messages/events/");
+                    let _ = client.try_publish(topic, QoS::AtLeastOnce, false, "{\"temperature\":21}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = Args::parse();
+    let key = SecretKey::new(args.group_key.clone())?.derive_device_key(&args.registration_id)?;
+    let ca = std::fs::read(&args.ca_file)?;
+    let bug = args.bug;
+    let mut dev = Device {
+        args,
+        key,
+        ca,
+        minted: 0,
+    };
+    let mut hub: Option<String> = None;
+    let mut failures = 0u32;
+    loop {
+        let Some(h) = hub.clone() else {
+            match dev.provision().await {
+                Ok(h) => hub = Some(h),
+                Err(e) => {
+                    println!("provisioning failed: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            continue;
+        };
+        let dropped = dev.run_hub(&h).await?;
+        failures = if dropped { 0 } else { failures + 1 };
+        let reprovision = match bug {
+            Bug::NeverReprovision => false,
+            Bug::ReprovisionAlways => true,
+            Bug::HotLoop | Bug::IgnoreRetryAfter => failures >= 2,
+        };
+        if reprovision {
+            hub = None;
+            failures = 0;
+        }
+        if bug != Bug::HotLoop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The runner's self-tests: hubswap's own `hubswap-device` passes every guarantee, and each
+//! deliberately broken device fails exactly the guarantees it breaks.
+//!
+//! These run real device processes against a real mock cloud on loopback, in real time, with
+//! the compressed spec config below (the device and the grader use the same one).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hubswap_conformance::report::Report;
+use hubswap_conformance::runner::{self, RunOptions, Scenario};
+use hubswap_spec::{Config, Guarantee, Profile, Verdict};
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// Compressed timing: long enough that a timing violation stands well clear of scheduling
+/// noise on a loaded 2-core machine, short enough that a scenario takes seconds.
+fn profile() -> Config {
+    let c = Config {
+        fast: Profile {
+            floor: ms(200),
+            initial: ms(200),
+            cap: ms(2_000),
+        },
+        slow: Profile {
+            floor: ms(1_000),
+            initial: ms(1_000),
+            cap: ms(4_000),
+        },
+        min_attempt_spacing: ms(200),
+        stable_after: ms(1_000),
+        attempt_timeout: ms(3_000),
+        token_ttl: ms(60_000),
+        retry_after_jitter: ms(200),
+        max_retry_after: ms(5_000),
+        dps_poll_default: ms(500),
+        ..Config::default()
+    };
+    c.validate().expect("the self-test profile is valid");
+    c
+}
+
+/// The `hubswap-device` binary: built next to this test by `cargo test --workspace`, or built
+/// here on demand.
+fn hubswap_device() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
+    let bin = dir.join("hubswap-device");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "hubswap-client", "--bin", "hubswap-device"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building hubswap-device failed");
+    }
+    bin
+}
+
+fn options(cmd: String, scenarios: &[Scenario], name: &str) -> RunOptions {
+    let work = std::env::temp_dir().join(format!("hubswap-selftest-{}-{name}", std::process::id()));
+    let mut o = RunOptions::new(cmd, 1, work);
+    o.config = profile();
+    o.timing = runner::default_timing(&o.config);
+    o.timing.hold = Duration::from_secs(2);
+    o.tolerance = ms(50);
+    o.connect_timeout = Duration::from_secs(30);
+    o.scenarios = scenarios.to_vec();
+    o
+}
+
+fn failed(r: &Report) -> BTreeSet<Guarantee> {
+    r.guarantees
+        .iter()
+        .filter(|g| g.verdict == Verdict::Fail)
+        .map(|g| g.guarantee)
+        .collect()
+}
+
+const PLACEHOLDERS: &str = "--id-scope {id_scope} --registration-id {registration_id} --group-key {group_key} \
+     --ca-file {ca_file} --dps-host {dps_host} --dps-port {dps_port} --hub-port {hub_port}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubswap_device_passes_every_guarantee() {
+    let cmd = format!(
+        "{} {PLACEHOLDERS} --store {{state_dir}}/assignment.json --spec-config {{spec_config}} --interval-ms 200",
+        hubswap_device().display()
+    );
+    let opts = options(cmd, &Scenario::ALL, "hubswap-device");
+    let report = runner::run(&opts).await.expect("the run completes");
+    println!("{}", report.render_text());
+    assert!(
+        report.passed(),
+        "hubswap-device must pass:\n{}",
+        report.render_text()
+    );
+    for g in &report.guarantees {
+        assert_eq!(
+            g.verdict,
+            Verdict::Pass,
+            "{} must be exercised and pass",
+            g.guarantee
+        );
+    }
+}
+
+async fn broken(bug: &str, scenarios: &[Scenario], expected: &[Guarantee]) {
+    let cmd = format!(
+        "{} --bug {bug} {PLACEHOLDERS}",
+        env!("CARGO_BIN_EXE_broken-device")
+    );
+    let report = runner::run(&options(cmd, scenarios, bug))
+        .await
+        .expect("the run completes");
+    let got = failed(&report);
+    let want: BTreeSet<Guarantee> = expected.iter().copied().collect();
+    assert_eq!(
+        got,
+        want,
+        "{bug} must fail exactly {want:?}:\n{}",
+        report.render_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_never_reprovisions_fails_g3() {
+    broken(
+        "never-reprovision",
+        &[Scenario::FailoverFailback],
+        &[Guarantee::G3],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_reprovisions_on_every_error_fails_g5() {
+    broken(
+        "reprovision-always",
+        &[Scenario::InternalError],
+        &[Guarantee::G5],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_hot_loops_fails_g7() {
+    broken("hot-loop", &[Scenario::InternalError], &[Guarantee::G7]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_ignores_retry_after_fails_g6() {
+    broken(
+        "ignore-retry-after",
+        &[Scenario::DpsThrottling],
+        &[Guarantee::G6],
+    )
+    .await;
+}

@@ -5,6 +5,7 @@
 //!
 //! | module | what |
 //! | --- | --- |
+//! | [`e2e`] | fault scenarios end to end: real clients, real mock cloud, loopback sockets |
 //! | [`device`] | the device under test: a command with placeholders, run as a process group |
 //! | [`refinement`] | the client's statig machine against `spec::step` under random, adversarial input sequences |
 //! | [`runner`] | grades a device program: mock cloud, scenarios, report |
@@ -13,6 +14,7 @@
 //! The randomised refinement suite runs with `cargo test -p hubswap-conformance --test refinement`.
 
 pub mod device;
+pub mod e2e;
 pub mod refinement;
 pub mod report;
 pub mod runner;

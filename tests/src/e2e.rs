@@ -1,0 +1,387 @@
+//! End-to-end fault scenarios (issue "Conformance suite" §2): real hubswap clients against a
+//! real mock cloud over loopback, a timed sequence of faults, telemetry throughout, then checks.
+//!
+//! After the faults stop the harness checks that `spec::validate_trace` accepts the cloud's
+//! observation log, that every device is connected again within the bound the spec gives, and
+//! that no telemetry message is lost: every message `send_telemetry` reported acknowledged was
+//! recorded by some hub (by its `$.mid`). Duplicates are counted and reported.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hubswap_client::{DeviceClient, DpsTransport, SendError, StatusKind, Telemetry, WhenFull};
+use hubswap_mock_cloud::fault::{
+    Block, DeviceArg, DeviceOnHub, DpsError, Failback, Failover, Fault, HubDown, HubError,
+    HubErrorMode, Network, NetworkMode, OutageMode, RefuseAt,
+};
+use hubswap_mock_cloud::{CloudConfig, Event, MockCloud};
+use hubswap_spec::trace::{Observation, Observed};
+use hubswap_spec::{Config, Profile, TraceCheck, validate_trace_with};
+use serde::Serialize;
+
+/// One fault of a scenario. Hubs and devices are indices (modulo the counts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum FaultKind {
+    /// Fail a hub over to the other one.
+    FailoverHub(usize),
+    /// Fail back every failed-over device.
+    Failback,
+    /// Drop a device's TCP connection.
+    Drop(usize),
+    /// DPS answers 500 to the next `n` requests.
+    Dps500(u32),
+    /// DPS answers 429 with retry-after 1 s to the next `n` requests.
+    Dps429(u32),
+    /// Invalidate a device's token.
+    ExpireToken(usize),
+    /// Disable a device on its hub for a while.
+    Disable(usize),
+    /// Block a device for a while.
+    Block(usize),
+    /// Make a hub unreachable (reset at accept) for a while.
+    Outage(usize),
+    /// A hub refuses CONNECTs with CONNACK 3 for a while.
+    Connack3(usize),
+}
+
+/// A fault at a time offset from the start of the fault phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Timed {
+    /// Milliseconds into the fault phase.
+    pub at_ms: u64,
+    /// The fault.
+    pub fault: FaultKind,
+}
+
+/// A generated scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Scenario {
+    /// How many devices (1 to 8).
+    pub devices: usize,
+    /// The faults, in time order.
+    pub faults: Vec<Timed>,
+}
+
+/// What a scenario run measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    /// Telemetry messages the clients accepted.
+    pub sent: usize,
+    /// Acknowledged messages the cloud has no record of.
+    pub lost: usize,
+    /// Messages the cloud recorded more than once.
+    pub duplicated: usize,
+    /// Messages reported failed by their time-to-live.
+    pub expired: usize,
+    /// Problems found (empty when the run conforms).
+    pub problems: Vec<String>,
+    /// How long the run took.
+    pub elapsed: Duration,
+}
+
+/// The compressed spec timing the scenarios use (the grader uses the same).
+pub fn timing() -> Config {
+    let ms = Duration::from_millis;
+    Config {
+        fast: Profile {
+            floor: ms(100),
+            initial: ms(100),
+            cap: ms(1_000),
+        },
+        slow: Profile {
+            floor: ms(500),
+            initial: ms(500),
+            cap: ms(2_000),
+        },
+        min_attempt_spacing: ms(100),
+        stable_after: ms(500),
+        attempt_timeout: ms(2_000),
+        token_ttl: ms(10_000),
+        retry_after_jitter: ms(100),
+        max_retry_after: ms(3_000),
+        dps_poll_default: ms(300),
+        ..Config::default()
+    }
+}
+
+/// How long a held fault lasts.
+pub const HOLD: Duration = Duration::from_millis(1_500);
+
+/// The bound within which every device must be connected again once the cloud behaves.
+pub fn reconnect_bound(c: &Config) -> Duration {
+    c.longest_delay()
+        .min(c.slow.cap.max(c.fast.cap) + c.max_retry_after + c.retry_after_jitter)
+        + c.attempt_timeout * 2
+        + c.spacing(true)
+        + c.dps_poll_default
+        + Duration::from_secs(3)
+}
+
+struct Fleet {
+    clients: Vec<DeviceClient>,
+    ids: Vec<String>,
+}
+
+fn start_fleet(cloud: &MockCloud, n: usize, seed: u64) -> Result<Fleet, String> {
+    let hubs: HashMap<String, u16> = cloud
+        .info()
+        .hubs
+        .iter()
+        .map(|h| (h.host.clone(), h.addr.port()))
+        .collect();
+    let hubs = Arc::new(hubs);
+    let mut clients = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("e2e-dev-{i}");
+        let map = Arc::clone(&hubs);
+        let (client, _events) = DeviceClient::builder()
+            .id_scope(cloud.id_scope())
+            .registration_id(&id)
+            .group_key(cloud.group_key("default").unwrap_or_default())
+            .dps_transport(if i % 2 == 0 {
+                DpsTransport::Mqtt
+            } else {
+                DpsTransport::Https
+            })
+            .dps_endpoint(
+                "127.0.0.1",
+                if i % 2 == 0 {
+                    cloud.dps_mqtt_addr().port()
+                } else {
+                    cloud.dps_https_addr().port()
+                },
+            )
+            .trust_ca_pem(cloud.ca_pem().as_bytes().to_vec())
+            .hub_resolver(move |host| ("127.0.0.1".to_owned(), map.get(host).copied().unwrap_or(1)))
+            .memory_store()
+            .timing(timing())
+            .jitter_seed(seed.wrapping_add(i as u64))
+            .build()
+            .map_err(|e| format!("client {id}: {e}"))?;
+        clients.push(client);
+        ids.push(id);
+    }
+    Ok(Fleet { clients, ids })
+}
+
+async fn all_connected(fleet: &Fleet, within: Duration) -> Result<(), String> {
+    for (c, id) in fleet.clients.iter().zip(&fleet.ids) {
+        let mut rx = c.status();
+        let ok = tokio::time::timeout(within, rx.wait_for(|s| s.kind == StatusKind::Connected))
+            .await
+            .is_ok();
+        if !ok {
+            return Err(format!(
+                "{id} not connected within {within:?} (last {:?})",
+                *rx.borrow()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn hub_of(cloud: &MockCloud, i: usize) -> String {
+    let hosts = cloud.hub_hosts();
+    hosts[i % hosts.len()].clone()
+}
+
+fn fault_for(cloud: &MockCloud, fleet: &Fleet, kind: &FaultKind) -> Fault {
+    let dev = |i: usize| fleet.ids[i % fleet.ids.len()].clone();
+    match kind {
+        FaultKind::FailoverHub(h) => {
+            let (hub, to) = (hub_of(cloud, *h), hub_of(cloud, h + 1));
+            Fault::Failover(Failover {
+                hub: Some(hub),
+                to,
+                ..Failover::default()
+            })
+        }
+        FaultKind::Failback => Fault::Failback(Failback::default()),
+        FaultKind::Drop(i) => Fault::Network(Network {
+            device: Some(dev(*i)),
+            mode: NetworkMode::Drop,
+            ..Network::default()
+        }),
+        FaultKind::Dps500(n) => Fault::DpsError(DpsError {
+            status: 500,
+            count: Some(*n),
+            ..DpsError::default()
+        }),
+        FaultKind::Dps429(n) => Fault::DpsError(DpsError {
+            status: 429,
+            retry_after: Some(1),
+            count: Some(*n),
+            ..DpsError::default()
+        }),
+        FaultKind::ExpireToken(i) => Fault::ExpireToken(DeviceArg { device: dev(*i) }),
+        FaultKind::Disable(i) => Fault::Disable(DeviceOnHub {
+            device: dev(*i),
+            hub: None,
+            duration: Some(HOLD),
+        }),
+        FaultKind::Block(i) => Fault::Block(Block {
+            device: dev(*i),
+            duration: Some(HOLD),
+        }),
+        // Reset after CONNECT, so that the cloud knows which device it refused: with several
+        // devices a reset at TCP accept cannot be attributed (SPEC §8).
+        FaultKind::Outage(h) => Fault::HubDown(HubDown {
+            hub: hub_of(cloud, *h),
+            mode: OutageMode::Refuse,
+            refuse_at: RefuseAt::Connect,
+            duration: Some(HOLD),
+            ..HubDown::default()
+        }),
+        FaultKind::Connack3(h) => Fault::HubError(HubError {
+            hub: hub_of(cloud, *h),
+            mode: HubErrorMode::Connack,
+            code: Some(3),
+            duration: Some(HOLD),
+            ..HubError::default()
+        }),
+    }
+}
+
+type Results = Arc<Mutex<Vec<Result<String, SendError>>>>;
+
+/// Runs one scenario end to end and checks it.
+pub async fn run(s: &Scenario, seed: u64) -> Outcome {
+    let started = Instant::now();
+    let mut out = Outcome::default();
+    let cloud = match MockCloud::start(CloudConfig::for_tests(2)).await {
+        Ok(c) => c,
+        Err(e) => {
+            out.problems.push(format!("mock cloud: {e}"));
+            return out;
+        }
+    };
+    let cfg = timing();
+    let fleet = match start_fleet(&cloud, s.devices, seed) {
+        Ok(f) => f,
+        Err(e) => {
+            out.problems.push(e);
+            return out;
+        }
+    };
+    if let Err(e) = all_connected(&fleet, Duration::from_secs(30)).await {
+        out.problems.push(format!("initial connect: {e}"));
+    }
+    // Telemetry throughout: every device queues a message every 100 ms.
+    let results: Results = Arc::default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut senders = Vec::new();
+    for c in &fleet.clients {
+        let (c, results, mut stop) = (c.clone(), Arc::clone(&results), stop_rx.clone());
+        senders.push(tokio::spawn(async move {
+            let mut pending = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut n = 0u64;
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tick.tick() => {
+                        n += 1;
+                        if let Ok(d) = c.queue_telemetry(Telemetry::json(&serde_json::json!({ "n": n })), WhenFull::Wait).await {
+                            let results = Arc::clone(&results);
+                            pending.push(tokio::spawn(async move {
+                                let r = d.acked().await;
+                                results.lock().map(|mut v| v.push(r)).ok();
+                            }));
+                        }
+                    }
+                }
+            }
+            pending
+        }));
+    }
+    // The faults, at their times.
+    let phase = Instant::now();
+    for t in &s.faults {
+        tokio::time::sleep_until((phase + Duration::from_millis(t.at_ms)).into()).await;
+        if let Err(e) = cloud.apply(fault_for(&cloud, &fleet, &t.fault)).await {
+            out.problems.push(format!("fault {:?}: {e}", t.fault));
+        }
+    }
+    let last = s.faults.iter().map(|t| t.at_ms).max().unwrap_or(0);
+    tokio::time::sleep_until((phase + Duration::from_millis(last) + HOLD).into()).await;
+    // The cloud behaves from here on.
+    cloud.clear_faults().await;
+    let behaved = Instant::now();
+    let bound = reconnect_bound(&cfg);
+    if let Err(e) = all_connected(&fleet, bound).await {
+        out.problems
+            .push(format!("not reconnected within the spec's bound: {e}"));
+    } else {
+        let took = behaved.elapsed();
+        if took > bound {
+            out.problems
+                .push(format!("reconnected after {took:?}, bound {bound:?}"));
+        }
+    }
+    let _ = stop_tx.send(true);
+    for s in senders {
+        if let Ok(pending) = s.await {
+            for p in pending {
+                if tokio::time::timeout(bound, p).await.is_err() {
+                    out.problems
+                        .push("a message was neither acknowledged nor reported failed".into());
+                }
+            }
+        }
+    }
+    for c in &fleet.clients {
+        c.shutdown().await;
+    }
+    check(&cloud, &fleet, &results, &cfg, &mut out);
+    cloud.shutdown().await;
+    out.elapsed = started.elapsed();
+    out
+}
+
+fn check(cloud: &MockCloud, fleet: &Fleet, results: &Results, cfg: &Config, out: &mut Outcome) {
+    let records = cloud.log().records();
+    let mut recorded: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &records {
+        if let Event::Telemetry { properties, .. } = &r.event
+            && let Some(mid) = properties.get("$.mid")
+        {
+            *recorded.entry(mid.clone()).or_default() += 1;
+        }
+    }
+    let results = results.lock().map(|v| v.clone()).unwrap_or_default();
+    out.sent = results.len();
+    for r in &results {
+        match r {
+            Ok(mid) if !recorded.contains_key(mid) => out.lost += 1,
+            Ok(_) => {}
+            Err(SendError::Expired) => out.expired += 1,
+            Err(e) => out.problems.push(format!("a message failed: {e}")),
+        }
+    }
+    out.duplicated = recorded.values().map(|n| n.saturating_sub(1)).sum();
+    if out.lost > 0 {
+        out.problems.push(format!(
+            "{} acknowledged messages were never recorded",
+            out.lost
+        ));
+    }
+    let mut obs: Vec<Observation> = hubswap_mock_cloud::log::to_observations(&records)
+        .into_iter()
+        .filter(|o| fleet.ids.contains(&o.device))
+        .collect();
+    let end = records.last().map_or(hubswap_spec::Millis::ZERO, |r| r.at);
+    obs.extend(fleet.ids.iter().map(|d| Observation {
+        at: end,
+        device: d.clone(),
+        event: Observed::End,
+    }));
+    let check = TraceCheck {
+        config: cfg.clone(),
+        tolerance: Duration::from_millis(50),
+    };
+    if let Err(d) = validate_trace_with(&check, &obs) {
+        out.problems.push(format!("validate_trace: {d}"));
+    }
+}

@@ -6,6 +6,7 @@
 //! | module | what |
 //! | --- | --- |
 //! | [`e2e`] | fault scenarios end to end: real clients, real mock cloud, loopback sockets |
+//! | [`drill`] | the fleet failover drill: a fleet of clients, an IoT Central story, a recovery report |
 //! | [`device`] | the device under test: a command with placeholders, run as a process group |
 //! | [`refinement`] | the client's statig machine against `spec::step` under random, adversarial input sequences |
 //! | [`runner`] | grades a device program: mock cloud, scenarios, report |
@@ -14,6 +15,7 @@
 //! The randomised refinement suite runs with `cargo test -p hubswap-conformance --test refinement`.
 
 pub mod device;
+pub mod drill;
 pub mod e2e;
 pub mod refinement;
 pub mod report;

@@ -31,6 +31,8 @@ struct Cli {
 enum Command {
     /// Run the conformance scenarios against a device command and grade it.
     Run(RunArgs),
+    /// A fleet failover drill with a recovery report (terminal, report.json, report.html).
+    Drill(hubswap_conformance::drill::DrillArgs),
 }
 
 #[derive(Args, Debug)]
@@ -141,6 +143,15 @@ async fn run(a: RunArgs) -> Result<bool, String> {
     Ok(report.passed())
 }
 
+async fn drill(a: hubswap_conformance::drill::DrillArgs) -> Result<bool, String> {
+    use hubswap_conformance::drill;
+    let report = drill::run(&a).await.map_err(|e| e.to_string())?;
+    print!("{}", report.render_text());
+    let (json, html) = drill::write_files(&a, &report).map_err(|e| e.to_string())?;
+    println!("report: {} and {}", json.display(), html.display());
+    Ok(report.passed())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -152,6 +163,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run(a) => run(a).await,
+        Command::Drill(a) => drill(a).await,
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,0 +1,250 @@
+//! What the cloud's log says about a run: recovery times per phase, DPS and connection counts,
+//! telemetry reconciliation, the timeline for the chart, and the grade of every guarantee.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use hubswap_mock_cloud::log::{DpsRequestKind, Endpoint, to_observations};
+use hubswap_mock_cloud::{Event, LogRecord};
+use hubswap_spec::trace::{Observation, Observed};
+use hubswap_spec::{Config, GuaranteeGrade, Millis, TraceCheck, grade};
+use serde::Serialize;
+
+use super::fleet::{FleetStats, mids_in};
+use super::story::{PhaseRun, accepted_hub};
+
+/// p50, p99 and max of a set of durations, in seconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Spread {
+    /// How many samples.
+    pub n: usize,
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile (nearest rank).
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `xs` (seconds).
+    pub fn of(xs: &[f64]) -> Self {
+        let mut v = xs.to_vec();
+        v.sort_by(f64::total_cmp);
+        let rank = |q: f64| -> f64 {
+            if v.is_empty() {
+                return 0.0;
+            }
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss,
+                reason = "a rank within a small vector"
+            )]
+            let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+            v[i]
+        };
+        Self {
+            n: v.len(),
+            p50: rank(0.5),
+            p99: rank(0.99),
+            max: v.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// Seconds from `a` to `b` on the cloud's clock.
+pub fn secs_between(a: Millis, b: Millis) -> f64 {
+    #[allow(clippy::cast_precision_loss, reason = "milliseconds of a drill")]
+    let ms = b.0.saturating_sub(a.0) as f64;
+    ms / 1000.0
+}
+
+/// Per affected device of `phase`, the seconds until its first CONNACK 0 (on the target hub)
+/// at or after the phase start; devices that never got one are left out.
+pub fn recovery_times(records: &[LogRecord], phase: &PhaseRun) -> Vec<f64> {
+    let mut first: HashMap<&str, Millis> = HashMap::new();
+    for r in records.iter().filter(|r| r.seq >= phase.start_seq) {
+        let (Some(d), Some(hub)) = (r.device.as_deref(), accepted_hub(r)) else {
+            continue;
+        };
+        if phase.target_hub.as_deref().is_none_or(|t| t == hub) {
+            first.entry(d).or_insert(r.at);
+        }
+    }
+    phase
+        .affected
+        .iter()
+        .filter_map(|d| first.get(d.as_str()))
+        .map(|at| secs_between(phase.start_at, *at))
+        .collect()
+}
+
+/// DPS and connection counts over the whole run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    /// DPS register requests.
+    pub dps_registers: u64,
+    /// DPS operation polls.
+    pub dps_polls: u64,
+    /// DPS answers with status 429.
+    pub dps_429: u64,
+    /// DPS answers with a 5xx status.
+    pub dps_5xx: u64,
+    /// DPS requests (register + poll) per device: mean and max.
+    pub dps_per_device_mean: f64,
+    /// See `dps_per_device_mean`.
+    pub dps_per_device_max: u64,
+    /// Hub CONNECTs per device: mean and max.
+    pub connects_per_device_mean: f64,
+    /// See `connects_per_device_mean`.
+    pub connects_per_device_max: u64,
+    /// Hub CONNECTs in total.
+    pub connects: u64,
+}
+
+/// Counts DPS requests, their 429 and 5xx answers, and hub connects in `records`.
+pub fn counts(records: &[LogRecord], devices: usize) -> Counts {
+    let mut c = Counts::default();
+    let mut dps: HashMap<&str, u64> = HashMap::new();
+    let mut hub: HashMap<&str, u64> = HashMap::new();
+    for r in records {
+        let dev = r.device.as_deref().unwrap_or("");
+        match &r.event {
+            Event::DpsRequest { request, .. } => {
+                match request {
+                    DpsRequestKind::Register => c.dps_registers += 1,
+                    DpsRequestKind::Poll => c.dps_polls += 1,
+                    DpsRequestKind::Lookup => {}
+                }
+                *dps.entry(dev).or_insert(0) += 1;
+            }
+            Event::DpsResponse { status: 429, .. } => c.dps_429 += 1,
+            Event::DpsResponse { status, .. } if *status >= 500 => c.dps_5xx += 1,
+            Event::Connect {
+                endpoint: Endpoint::Hub(_),
+                ..
+            } => {
+                c.connects += 1;
+                *hub.entry(dev).or_insert(0) += 1;
+            }
+            _ => {}
+        }
+    }
+    #[allow(clippy::cast_precision_loss, reason = "counts of a drill")]
+    let per = |total: u64| total as f64 / devices.max(1) as f64;
+    c.dps_per_device_mean = per(c.dps_registers + c.dps_polls);
+    c.dps_per_device_max = dps.values().copied().max().unwrap_or(0);
+    c.connects_per_device_mean = per(c.connects);
+    c.connects_per_device_max = hub.values().copied().max().unwrap_or(0);
+    c
+}
+
+/// Telemetry reconciliation between what the clients were told and what the cloud logged.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Messages {
+    /// Messages queued by the fleet.
+    pub queued: u64,
+    /// Messages whose send returned `Ok` (the hub acknowledged them).
+    pub sent: u64,
+    /// Acknowledged messages missing from the cloud's log (must be 0).
+    pub lost: u64,
+    /// Extra copies the cloud logged (at-least-once redelivery).
+    pub duplicated: u64,
+    /// Messages whose send failed (expired, or still queued at shutdown); not acknowledged, so
+    /// not lost.
+    pub failed: u64,
+}
+
+/// Reconciles the fleet's acknowledged messages with the cloud's telemetry records.
+pub fn messages(records: &[LogRecord], stats: &FleetStats) -> Messages {
+    let logged = mids_in(records);
+    let lost = stats
+        .acked
+        .iter()
+        .filter(|k| !logged.contains_key(*k))
+        .count();
+    let duplicated: usize = logged.values().map(|n| n.saturating_sub(1)).sum();
+    Messages {
+        queued: stats.queued,
+        sent: stats.acked.len() as u64,
+        lost: lost as u64,
+        duplicated: duplicated as u64,
+        failed: stats.failed.len() as u64,
+    }
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Second {
+    /// Seconds since the cloud started.
+    pub t: u64,
+    /// Devices connected to each hub at the end of this second.
+    pub connected: BTreeMap<String, usize>,
+    /// DPS requests in this second.
+    pub dps_requests: u64,
+    /// DPS 429 answers in this second.
+    pub dps_429: u64,
+}
+
+/// Devices connected per hub and DPS requests per second, second by second.
+pub fn timeline(records: &[LogRecord], hubs: &[String]) -> Vec<Second> {
+    let mut on: HashMap<String, String> = HashMap::new();
+    let mut per_hub: BTreeMap<String, usize> = hubs.iter().map(|h| (h.clone(), 0)).collect();
+    let mut out: Vec<Second> = Vec::new();
+    for r in records {
+        let t = r.at.0 / 1000;
+        while out.last().is_none_or(|s| s.t < t) {
+            let next = out.last().map_or(0, |s| s.t + 1);
+            out.push(Second {
+                t: next,
+                connected: per_hub.clone(),
+                ..Second::default()
+            });
+        }
+        let d = r.device.clone().unwrap_or_default();
+        let Some(s) = out.last_mut() else { continue };
+        match &r.event {
+            Event::ConnAck {
+                endpoint: Endpoint::Hub(h),
+                code: 0,
+                ..
+            } => {
+                if let Some(old) = on.insert(d, h.clone()) {
+                    per_hub.entry(old).and_modify(|n| *n = n.saturating_sub(1));
+                }
+                *per_hub.entry(h.clone()).or_insert(0) += 1;
+            }
+            Event::Disconnected {
+                endpoint: Endpoint::Hub(_),
+                established: true,
+                ..
+            } => {
+                if let Some(old) = on.remove(&d) {
+                    per_hub.entry(old).and_modify(|n| *n = n.saturating_sub(1));
+                }
+            }
+            Event::DpsRequest { .. } => s.dps_requests += 1,
+            Event::DpsResponse { status: 429, .. } => s.dps_429 += 1,
+            _ => {}
+        }
+        s.connected.clone_from(&per_hub);
+    }
+    out
+}
+
+/// Grades every device's observations with the spec, as the conformance runner does.
+pub fn grades(records: &[LogRecord], config: &Config, tolerance: Duration) -> Vec<GuaranteeGrade> {
+    let mut obs: Vec<Observation> = to_observations(records);
+    let end = records.last().map_or(Millis::ZERO, |r| r.at);
+    obs.push(Observation {
+        at: end,
+        device: "(end)".into(),
+        event: Observed::End,
+    });
+    let check = TraceCheck {
+        config: config.clone(),
+        tolerance,
+    };
+    grade(&check, &obs)
+}

@@ -1,0 +1,220 @@
+//! The fleet failover drill (issue 7): a mock cloud with two hubs and a throttled DPS, a fleet of
+//! hubswap clients in this process sending telemetry, an IoT Central-style story of faults, live
+//! progress, and a recovery report (terminal, `report.json`, `report.html`).
+//!
+//! ```text
+//! cargo run --release -p hubswap-conformance -- drill
+//! ```
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`fleet`] | the clients: start, telemetry senders, delivery accounting, shutdown |
+//! | [`story`] | the phases: failover, block and unblock, token expiry, DPS 500s and failback |
+//! | [`progress`] | live progress (indicatif on a terminal, plain lines otherwise) |
+//! | [`analysis`] | what the cloud's log says: recovery times, DPS and connection counts, timeline |
+//! | [`report`] | the report: terminal text and JSON |
+//! | [`html`] | the self-contained HTML report with a plotters timeline chart |
+//!
+//! Time is compressed: the clients run `hubswap_spec::Config::default().scaled_down(time_scale)`
+//! and are graded against the same config. DPS throttling is the mock's `throttle` fault, a
+//! sliding one-minute window of `registrations_per_minute` register requests (wall-clock time,
+//! not scaled), applied once the fleet is connected.
+
+pub mod analysis;
+pub mod fleet;
+pub mod html;
+pub mod progress;
+pub mod report;
+pub mod story;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hubswap_mock_cloud::fault::Throttle;
+use hubswap_mock_cloud::{CloudConfig, Fault, MockCloud};
+use hubswap_spec::Config;
+
+pub use report::DrillReport;
+
+/// The drill's options; every number is a flag.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DrillArgs {
+    /// Devices in the fleet.
+    #[arg(long, default_value_t = 200)]
+    pub devices: usize,
+    /// DPS register requests accepted per (wall-clock) minute across the fleet.
+    #[arg(long, default_value_t = 90)]
+    pub registrations_per_minute: u32,
+    /// The spec's delays are divided by this factor (clients and grading alike).
+    #[arg(long, default_value_t = 60)]
+    pub time_scale: u32,
+    /// Telemetry interval per device, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub telemetry_interval_ms: u64,
+    /// Devices whose token is expired in the token phase.
+    #[arg(long, default_value_t = 10)]
+    pub token_devices: usize,
+    /// How long the blocked device stays blocked, in milliseconds.
+    #[arg(long, default_value_t = 4000)]
+    pub block_ms: u64,
+    /// DPS 500 answers in the burst (applied just before the failback).
+    #[arg(long, default_value_t = 40)]
+    pub dps_errors: u32,
+    /// Quiet time between phases, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub settle_ms: u64,
+    /// The longest a phase may take to recover, in seconds, before the drill moves on.
+    #[arg(long, default_value_t = 240)]
+    pub phase_timeout_secs: u64,
+    /// How long the fleet gets to connect the first time, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub connect_timeout_secs: u64,
+    /// Timing slack between the devices and the cloud when grading, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    pub tolerance_ms: u64,
+    /// Where `report.json` and `report.html` go.
+    #[arg(long, default_value = "hubswap-drill-out")]
+    pub out_dir: PathBuf,
+    /// Plain progress lines even on a terminal.
+    #[arg(long)]
+    pub no_progress_bar: bool,
+}
+
+impl Default for DrillArgs {
+    fn default() -> Self {
+        <Self as clap::FromArgMatches>::from_arg_matches(
+            &<Self as clap::Args>::augment_args(clap::Command::new("drill"))
+                .get_matches_from(["drill"]),
+        )
+        .unwrap_or_else(|_| unreachable!("the defaults parse"))
+    }
+}
+
+impl DrillArgs {
+    /// The spec config the clients run and are graded against.
+    pub fn spec_config(&self) -> Config {
+        Config::default().scaled_down(self.time_scale.max(1))
+    }
+}
+
+/// Why the drill could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DrillError {
+    /// The options do not make sense.
+    #[error("bad option: {0}")]
+    Options(String),
+    /// The mock cloud failed.
+    #[error("mock cloud: {0}")]
+    Cloud(#[from] hubswap_mock_cloud::Error),
+    /// A client could not be built.
+    #[error("client {device}: {reason}")]
+    Client {
+        /// The device.
+        device: String,
+        /// Why.
+        reason: String,
+    },
+    /// The fleet did not connect in time.
+    #[error("only {connected} of {devices} devices connected within {timeout:?}")]
+    Connect {
+        /// How many connected.
+        connected: usize,
+        /// The fleet size.
+        devices: usize,
+        /// The bound.
+        timeout: Duration,
+    },
+    /// A report file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn check(a: &DrillArgs) -> Result<(), DrillError> {
+    let bad = |s: &str| Err(DrillError::Options(s.to_owned()));
+    if a.devices < 2 {
+        return bad("--devices must be at least 2 (one hub each)");
+    }
+    if a.registrations_per_minute == 0 {
+        return bad("--registrations-per-minute must be positive");
+    }
+    if a.token_devices >= a.devices {
+        return bad("--token-devices must be below --devices");
+    }
+    if a.telemetry_interval_ms == 0 {
+        return bad("--telemetry-interval-ms must be positive");
+    }
+    a.spec_config()
+        .validate()
+        .map_err(|e| DrillError::Options(format!("--time-scale gives an invalid config: {e}")))
+}
+
+/// Runs the drill and returns its report; the files are written by [`write_files`].
+pub async fn run(a: &DrillArgs) -> Result<DrillReport, DrillError> {
+    check(a)?;
+    let started = Instant::now();
+    let config = a.spec_config();
+    let mut cloud_cfg = CloudConfig::for_tests(2);
+    cloud_cfg.admin = None;
+    let cloud = MockCloud::start(cloud_cfg).await?;
+    let fleet = fleet::Fleet::start(&cloud, a, &config)?;
+    let progress = progress::Progress::start(&cloud, &fleet, a.no_progress_bar);
+    let outcome = drive(&cloud, &fleet, &progress, a).await;
+    let stats = fleet.finish(&cloud).await;
+    progress.finish();
+    let records = cloud.log().records();
+    cloud.shutdown().await;
+    let phases = outcome?;
+    Ok(report::build(
+        a,
+        &config,
+        &records,
+        &phases,
+        &stats,
+        started.elapsed(),
+    ))
+}
+
+async fn drive(
+    cloud: &MockCloud,
+    fleet: &fleet::Fleet,
+    progress: &progress::Progress,
+    a: &DrillArgs,
+) -> Result<Vec<story::PhaseRun>, DrillError> {
+    progress.set_phase("connecting");
+    let timeout = Duration::from_secs(a.connect_timeout_secs);
+    let connected = story::wait_all_connected(cloud, &fleet.ids, 0, timeout).await;
+    if connected < fleet.ids.len() {
+        return Err(DrillError::Connect {
+            connected,
+            devices: fleet.ids.len(),
+            timeout,
+        });
+    }
+    cloud
+        .apply(Fault::Throttle(Throttle {
+            registrations_per_minute: Some(a.registrations_per_minute),
+            ..Throttle::default()
+        }))
+        .await?;
+    story::play(cloud, fleet, progress, a).await
+}
+
+/// Writes `report.json` and `report.html` into `--out-dir`; returns their paths.
+pub fn write_files(a: &DrillArgs, r: &DrillReport) -> Result<(PathBuf, PathBuf), DrillError> {
+    let io = |path: &PathBuf| {
+        let path = path.clone();
+        move |source| DrillError::Io { path, source }
+    };
+    std::fs::create_dir_all(&a.out_dir).map_err(io(&a.out_dir))?;
+    let json = a.out_dir.join("report.json");
+    std::fs::write(&json, r.to_json()).map_err(io(&json))?;
+    let html = a.out_dir.join("report.html");
+    std::fs::write(&html, html::render(r)).map_err(io(&html))?;
+    Ok((json, html))
+}

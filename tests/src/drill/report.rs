@@ -1,0 +1,307 @@
+//! The drill's report: recovery per phase against its bound, DPS and connection counts,
+//! telemetry reconciliation, and the guarantees; rendered for a terminal and as JSON.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hubswap_mock_cloud::LogRecord;
+use hubswap_spec::{Config, Guarantee, Verdict};
+use serde::Serialize;
+
+use super::DrillArgs;
+use super::analysis::{self, Counts, Messages, Second, Spread};
+use super::fleet::FleetStats;
+use super::story::PhaseRun;
+
+/// The settings the drill ran with.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// Devices.
+    pub devices: usize,
+    /// DPS register requests accepted per wall-clock minute (sliding window).
+    pub registrations_per_minute: u32,
+    /// The spec's delays divided by this.
+    pub time_scale: u32,
+    /// The spec config the clients ran and were graded against.
+    pub config: Config,
+    /// Telemetry interval per device (ms).
+    pub telemetry_interval_ms: u64,
+    /// Grading tolerance (ms).
+    pub tolerance_ms: u64,
+    /// Wall-clock duration of the whole drill (s).
+    pub duration_secs: f64,
+}
+
+/// One phase's recovery.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    /// Name.
+    pub name: String,
+    /// What happened.
+    pub what: String,
+    /// When it started (seconds since the cloud started).
+    pub start_at_secs: f64,
+    /// Devices that had to recover.
+    pub affected: usize,
+    /// Devices that did.
+    pub recovered: usize,
+    /// Recovery times (s).
+    pub recovery: Spread,
+    /// The physical floor: devices that must pass DPS / R (s).
+    pub floor_secs: f64,
+    /// The theoretical bound: the floor plus the spec's worst-case path (s).
+    pub bound_secs: f64,
+    /// How the bound is made up.
+    pub bound_formula: String,
+    /// The slowest device recovered within the bound.
+    pub within_bound: bool,
+}
+
+/// One guarantee's outcome over the fleet.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuaranteeLine {
+    /// Which.
+    pub guarantee: Guarantee,
+    /// Its statement.
+    pub title: String,
+    /// Fail if any device failed it.
+    pub verdict: Verdict,
+    /// Devices that failed it.
+    pub failing_devices: usize,
+    /// The first divergences, in words.
+    pub failures: Vec<String>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    /// Settings.
+    pub settings: Settings,
+    /// Phases in order.
+    pub phases: Vec<PhaseReport>,
+    /// DPS and connection counts.
+    pub counts: Counts,
+    /// Telemetry.
+    pub messages: Messages,
+    /// G1–G8.
+    pub guarantees: Vec<GuaranteeLine>,
+    /// The timeline behind the chart.
+    pub timeline: Vec<Second>,
+    /// The hubs, in order.
+    pub hubs: Vec<String>,
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// The bound of a phase: `moved / R` plus the spec's worst-case path for its fault.
+fn bound(name: &str, moved: usize, rate: u32, c: &Config) -> (f64, f64, String) {
+    #[allow(clippy::cast_precision_loss, reason = "fleet sizes")]
+    let floor = moved as f64 * 60.0 / f64::from(rate.max(1));
+    let fast = secs(c.fast.cap);
+    let timeout = secs(c.attempt_timeout);
+    let jitter = secs(c.retry_after_jitter);
+    // The mock answers `assigning` with retry-after 1 s, so a registration takes a poll later.
+    let poll = 1.0;
+    let threshold = f64::from(c.unavailable_threshold);
+    let (path, formula) = match name {
+        "failover" => (
+            threshold * fast + jitter + poll + timeout,
+            "N/R + unavailable_threshold×fast.cap + retry_after_jitter + DPS poll (1 s) + attempt_timeout",
+        ),
+        "unblock" => (
+            secs(c.slow.cap) + poll + timeout,
+            "slow.cap + DPS poll (1 s) + attempt_timeout (G4: one slow period)",
+        ),
+        "token-expiry" => (
+            2.0 * fast + timeout,
+            "2×fast.cap + attempt_timeout (reuse refused, fresh token)",
+        ),
+        _ => (
+            (threshold + 1.0) * fast + jitter + poll + timeout,
+            "N/R + (unavailable_threshold+1)×fast.cap (500s retried) + retry_after_jitter + DPS poll (1 s) + attempt_timeout",
+        ),
+    };
+    (floor, floor + path, formula.to_owned())
+}
+
+/// Builds the report from the cloud's records and the fleet's counts.
+pub fn build(
+    a: &DrillArgs,
+    config: &Config,
+    records: &[LogRecord],
+    phases: &[PhaseRun],
+    stats: &FleetStats,
+    elapsed: Duration,
+) -> DrillReport {
+    let phases = phases
+        .iter()
+        .map(|p| {
+            let times = analysis::recovery_times(records, p);
+            let recovery = Spread::of(&times);
+            let (floor_secs, bound_secs, bound_formula) =
+                bound(&p.name, p.moved, a.registrations_per_minute, config);
+            PhaseReport {
+                name: p.name.clone(),
+                what: p.what.clone(),
+                start_at_secs: analysis::secs_between(hubswap_spec::Millis::ZERO, p.start_at),
+                affected: p.affected.len(),
+                recovered: times.len(),
+                recovery,
+                floor_secs,
+                bound_secs,
+                bound_formula,
+                within_bound: times.len() == p.affected.len() && recovery.max <= bound_secs,
+            }
+        })
+        .collect();
+    let grades = analysis::grades(records, config, Duration::from_millis(a.tolerance_ms));
+    let guarantees = grades
+        .iter()
+        .map(|g| {
+            let mut devices: Vec<&str> = g.divergences.iter().map(|d| d.device.as_str()).collect();
+            devices.sort_unstable();
+            devices.dedup();
+            GuaranteeLine {
+                guarantee: g.guarantee,
+                title: g.guarantee.title().to_owned(),
+                verdict: g.verdict,
+                failing_devices: devices.len(),
+                failures: g
+                    .divergences
+                    .iter()
+                    .take(5)
+                    .map(ToString::to_string)
+                    .collect(),
+            }
+        })
+        .collect();
+    let mut hubs: Vec<String> = Vec::new();
+    for r in records {
+        if let Some(h) = super::story::accepted_hub(r)
+            && !hubs.iter().any(|x| x == h)
+        {
+            hubs.push(h.to_owned());
+        }
+    }
+    hubs.sort();
+    DrillReport {
+        settings: Settings {
+            devices: a.devices,
+            registrations_per_minute: a.registrations_per_minute,
+            time_scale: a.time_scale,
+            config: config.clone(),
+            telemetry_interval_ms: a.telemetry_interval_ms,
+            tolerance_ms: a.tolerance_ms,
+            duration_secs: elapsed.as_secs_f64(),
+        },
+        phases,
+        counts: analysis::counts(records, a.devices),
+        messages: analysis::messages(records, stats),
+        guarantees,
+        timeline: analysis::timeline(records, &hubs),
+        hubs,
+    }
+}
+
+impl DrillReport {
+    /// Every guarantee held (none failed) and no acknowledged message was lost.
+    pub fn passed(&self) -> bool {
+        self.messages.lost == 0
+            && self.guarantees.iter().all(|g| g.verdict != Verdict::Fail)
+            && self.phases.iter().all(|p| p.recovered == p.affected)
+    }
+
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The report for a terminal.
+    pub fn render_text(&self) -> String {
+        let s = &self.settings;
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "hubswap drill: {} devices, 2 hubs, DPS throttled at {} registrations/min (sliding 1-min window, wall clock), spec timing ÷{} (fast cap {:?}, slow cap {:?}, attempt timeout {:?}, token ttl {:?}); {:.1} s",
+            s.devices,
+            s.registrations_per_minute,
+            s.time_scale,
+            s.config.fast.cap,
+            s.config.slow.cap,
+            s.config.attempt_timeout,
+            s.config.token_ttl,
+            s.duration_secs
+        );
+        let _ = writeln!(o, "\nrecovery per phase (seconds)");
+        let _ = writeln!(
+            o,
+            "  {:<18} {:>9} {:>7} {:>7} {:>7} {:>8} {:>8}  within",
+            "phase", "recovered", "p50", "p99", "max", "N/R", "bound"
+        );
+        for p in &self.phases {
+            let _ = writeln!(
+                o,
+                "  {:<18} {:>4}/{:<4} {:>7.2} {:>7.2} {:>7.2} {:>8.2} {:>8.2}  {}",
+                p.name,
+                p.recovered,
+                p.affected,
+                p.recovery.p50,
+                p.recovery.p99,
+                p.recovery.max,
+                p.floor_secs,
+                p.bound_secs,
+                if p.within_bound { "yes" } else { "NO" }
+            );
+            let _ = writeln!(o, "    {}", p.what);
+        }
+        let c = &self.counts;
+        let _ = writeln!(
+            o,
+            "\nDPS: {} registers + {} polls = {:.2} requests per device (max {}); {} answered 429, {} answered 5xx",
+            c.dps_registers,
+            c.dps_polls,
+            c.dps_per_device_mean,
+            c.dps_per_device_max,
+            c.dps_429,
+            c.dps_5xx
+        );
+        let _ = writeln!(
+            o,
+            "hub connection attempts: {} = {:.2} per device (max {})",
+            c.connects, c.connects_per_device_mean, c.connects_per_device_max
+        );
+        let m = &self.messages;
+        let _ = writeln!(
+            o,
+            "telemetry: {} sent (acknowledged), {} lost, {} duplicated; {} queued, {} not acknowledged by shutdown",
+            m.sent, m.lost, m.duplicated, m.queued, m.failed
+        );
+        let _ = writeln!(
+            o,
+            "\nguarantees (every device graded by hubswap_spec::grade)"
+        );
+        for g in &self.guarantees {
+            let verdict = match g.verdict {
+                Verdict::Pass => "held",
+                Verdict::Fail => "FAILED",
+                Verdict::NotApplicable => "not exercised",
+            };
+            let _ = writeln!(o, "  {:<3} {:<13} {}", g.guarantee, verdict, g.title);
+            for f in &g.failures {
+                let _ = writeln!(o, "        {f}");
+            }
+        }
+        let _ = writeln!(
+            o,
+            "\n{}",
+            if self.passed() {
+                "PASS: 0 lost, every guarantee held, every device recovered"
+            } else {
+                "FAIL: see above"
+            }
+        );
+        o
+    }
+}

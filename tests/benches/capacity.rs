@@ -787,6 +787,17 @@ fn run(opts: &mut Opts) -> Result<()> {
             notes.push(format!("{}: negotiated {}", r.name, r.ramp.tls));
         }
     }
+    for r in &results {
+        let i = &r.ingest;
+        let grown = i.rss_after.saturating_sub(i.rss_before);
+        if r.name == "mock" && grown * 1024 > 100 * i.acked_total.max(1) {
+            notes.push(format!(
+                "mock cloud: its RSS grew by {} during ingest: its observation log keeps every \
+                 telemetry record (payload and property bag) in memory",
+                mib(grown)
+            ));
+        }
+    }
     print_tables(&cfg, &results);
     println!();
     for n in notes {

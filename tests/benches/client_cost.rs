@@ -397,6 +397,25 @@ fn print_tables(single: &SingleResult, fleets: &[FleetResult], payload: usize) {
             f.threads.to_string(),
         ]);
     }
+    // The marginal cost: the growth between the two largest fleets, which cancels what every
+    // process pays once (runtime, TLS provider, code pages).
+    let mut sorted: Vec<&FleetResult> = fleets.iter().filter(|f| f.connected > 0).collect();
+    sorted.sort_by_key(|f| f.connected);
+    if let [.., a, b] = sorted.as_slice()
+        && b.connected > a.connected
+    {
+        let grow = |f: &FleetResult| common::kib_f(f.rss_idle_kib) - common::kib_f(f.rss_base_kib);
+        let per = (grow(b) - grow(a)) / float((b.connected - a.connected) as u64);
+        rows.push(vec![
+            format!("marginal, {} → {} clients", a.connected, b.connected),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            format!("{per:.1} KiB"),
+            "-".into(),
+        ]);
+    }
     table(
         "Client memory: connected (DPS-provisioned, subscribed, twin synced) and idle",
         &[

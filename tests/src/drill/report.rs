@@ -70,6 +70,8 @@ pub struct GuaranteeLine {
     pub failing_devices: usize,
     /// The first divergences, in words.
     pub failures: Vec<String>,
+    /// What the cloud saw of the first failing device in the 5 s before its first divergence.
+    pub evidence: Vec<String>,
 }
 
 /// The whole report.
@@ -156,7 +158,8 @@ pub fn build(
             }
         })
         .collect();
-    let grades = analysis::grades(records, config, Duration::from_millis(a.tolerance_ms));
+    let (grades, observations) =
+        analysis::grades(records, config, Duration::from_millis(a.tolerance_ms));
     let guarantees = grades
         .iter()
         .map(|g| {
@@ -174,6 +177,11 @@ pub fn build(
                     .take(5)
                     .map(ToString::to_string)
                     .collect(),
+                evidence: g
+                    .divergences
+                    .first()
+                    .map(|d| analysis::evidence(&observations, d))
+                    .unwrap_or_default(),
             }
         })
         .collect();
@@ -291,6 +299,9 @@ impl DrillReport {
             let _ = writeln!(o, "  {:<3} {:<13} {}", g.guarantee, verdict, g.title);
             for f in &g.failures {
                 let _ = writeln!(o, "        {f}");
+            }
+            for e in &g.evidence {
+                let _ = writeln!(o, "          | {e}");
             }
         }
         let _ = writeln!(

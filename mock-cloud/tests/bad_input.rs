@@ -91,7 +91,11 @@ async fn oversized_telemetry_and_unknown_topics_disconnect_only_the_offender() {
         )
         .await
         .unwrap();
-    big.closed().await;
+    let (_, acks) = big.closed_counting_pubacks().await;
+    assert_eq!(
+        acks, 0,
+        "an oversized message is refused, never acknowledged"
+    );
     logged(&cloud, |r| r.device.as_deref() == Some("big") && matches!(&r.event, Event::Violation { reason, .. } if reason.contains("exceeds the limit"))).await;
     let (exact, _) = provision_and_connect(&cloud, "exact", true).await;
     exact

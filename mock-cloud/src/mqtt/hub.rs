@@ -242,26 +242,18 @@ impl HubSession {
             HubTopic::Telemetry { properties } => inject_from_properties(&self.device, properties),
             _ => None,
         };
-        // The hub kills the connection before the PUBACK of a fault-injection message (§6).
-        let puback = inject.is_none() || self.core.lock().faults.options.inject_puback;
-        if p.qos == QoS::AtLeastOnce
-            && puback
-            && !wire.send(Packet::PubAck(PubAck::new(p.pkid))).await
+        if matches!(topic, HubTopic::Telemetry { .. })
+            && p.payload.len() > self.core.max_message_size
         {
-            return Some(end(Side::Device, "socket closed"));
+            // Refused before any PUBACK: an acknowledged message is never dropped.
+            return Some(self.violation(format!(
+                "telemetry of {} bytes exceeds the limit",
+                p.payload.len()
+            )));
         }
-        if let Some(i) = inject {
-            let id = applied_from_telemetry(&self.core, &i);
-            self.faults.schedule(i, id);
-        }
+        // Record first, acknowledge second: whatever the device saw acknowledged is in the log.
         let reply = match topic {
             HubTopic::Telemetry { mut properties } => {
-                if p.payload.len() > self.core.max_message_size {
-                    return Some(self.violation(format!(
-                        "telemetry of {} bytes exceeds the limit",
-                        p.payload.len()
-                    )));
-                }
                 if p.retain {
                     properties.insert("mqtt-retain".into(), "true".into());
                 }
@@ -275,6 +267,18 @@ impl HubSession {
                 None
             }
         };
+        // The hub kills the connection before the PUBACK of a fault-injection message (§6).
+        let puback = inject.is_none() || self.core.lock().faults.options.inject_puback;
+        if p.qos == QoS::AtLeastOnce
+            && puback
+            && !wire.send(Packet::PubAck(PubAck::new(p.pkid))).await
+        {
+            return Some(end(Side::Device, "socket closed"));
+        }
+        if let Some(i) = inject {
+            let id = applied_from_telemetry(&self.core, &i);
+            self.faults.schedule(i, id);
+        }
         match reply {
             Some(r) => {
                 (!wire.send(Packet::Publish(r)).await).then(|| end(Side::Device, "socket closed"))

@@ -112,9 +112,17 @@ impl Device {
 
     /// Waits until the connection ends; returns the error text.
     pub async fn closed(&mut self) -> String {
+        self.closed_counting_pubacks().await.0
+    }
+
+    /// Like [`Device::closed`], also counting the PUBACKs received before the close.
+    pub async fn closed_counting_pubacks(&mut self) -> (String, usize) {
+        let mut acks = 0;
         loop {
-            if let Err(e) = self.packet().await {
-                return e;
+            match self.packet().await {
+                Err(e) => return (e, acks),
+                Ok(Packet::PubAck(_)) => acks += 1,
+                Ok(_) => {}
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The wire-signal classification: one table and one function (SPEC §2).
 //!
 //! Every signal the network can hand the device maps to exactly one [`Class`]; the reaction to
-//! each class lives in [`crate::step`]. Ambiguity (protocol.md §5.5) is not resolved here but by
+//! each class lives in [`crate::step()`]. Ambiguity (protocol.md §5.5) is not resolved here but by
 //! state: counters ([`crate::State::unreachable`], [`crate::State::unavailable`]), the
 //! fresh-token retry ([`crate::AuthStage`]) and asking DPS.
 

@@ -5,7 +5,7 @@ use core::time::Duration;
 /// A backoff profile: full jitter between `floor` and a ceiling that doubles per attempt.
 ///
 /// The delay for attempt `n` lies in `[floor, min(cap, floor + initial * 2^n)]`
-/// (SPEC §4, [`crate::backoff`]).
+/// (SPEC §4, [`crate::backoff()`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Profile {
     /// The smallest delay the profile ever yields.
@@ -19,7 +19,7 @@ pub struct Profile {
 /// The validated parameters of the spec.
 ///
 /// Build one with [`Config::default`] and adjust fields, then call [`Config::validate`];
-/// [`crate::step`] assumes a validated config.
+/// [`crate::step()`] assumes a validated config.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Config {
     /// G1: failed hub connects of the unreachable class before the device asks DPS again.

@@ -1,4 +1,4 @@
-//! Inputs and outputs of [`crate::step`] (SPEC §1.2).
+//! Inputs and outputs of [`crate::step()`] (SPEC §1.2).
 
 use crate::classify::WireSignal;
 use crate::state::{Assignment, Timer};
@@ -18,7 +18,7 @@ pub enum Command {
     ReprovisionNow,
 }
 
-/// One input to [`crate::step`].
+/// One input to [`crate::step()`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Input {
     /// An application command.

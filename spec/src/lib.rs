@@ -18,9 +18,9 @@
 //! | --- | --- | --- |
 //! | [`state`] | §1.1, §1.3 | [`State`], [`Phase`], the assignment cache, timers |
 //! | [`io`] | §1.2 | [`Input`], [`Command`], [`Action`], [`Env`] |
-//! | [`classify`] | §2 | [`WireSignal`] → [`Class`]: one table, one function |
-//! | [`step`] | §3 | the transition function |
-//! | [`backoff`] | §4 | the pure backoff function and its bounds |
+//! | [`mod@classify`] | §2 | [`WireSignal`] → [`Class`]: one table, one function |
+//! | [`mod@step`] | §3 | the transition function |
+//! | [`mod@backoff`] | §4 | the pure backoff function and its bounds |
 //! | [`guarantee`] | §5 | G1–G8 |
 //! | [`invariants`] | §6 | state invariants |
 //! | [`model`], [`promela`] | §7 | the finite instance, exhaustive exploration, SPIN export |
@@ -29,7 +29,7 @@
 //!
 //! # Driving the spec
 //!
-//! A driver owns the clock and the sockets. For each input it calls [`step`], performs the
+//! A driver owns the clock and the sockets. For each input it calls [`step()`], performs the
 //! actions in order, and keeps the timers the actions arm. A timer that fires is handed back as
 //! [`Input::TimerFired`]; a stale firing is ignored by the spec.
 //!

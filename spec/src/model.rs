@@ -4,7 +4,7 @@
 //! cloud may answer any attempt in flight with a representative of every class, or stay
 //! silent until the attempt times out, and may drop a live connection. Time is abstract:
 //! answers arrive at once, and only timers move the clock, to the earliest deadline. After each
-//! move, the world is shifted so that "now" is always [`Instance::origin`]; with bounded delays
+//! move, the world is shifted so that "now" is always [`ORIGIN`]; with bounded delays
 //! and saturating counters this makes the state space finite.
 //!
 //! Every move is checked three ways: the state invariants ([`crate::invariants`]), the trace

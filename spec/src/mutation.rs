@@ -1,6 +1,6 @@
 //! Seeded mutants of the spec, used only to prove that the checks can fail (SPEC §7.3).
 //!
-//! The public entry points ([`crate::step`], [`crate::backoff`], [`crate::classify`]) always run
+//! The public entry points ([`crate::step()`], [`crate::backoff()`], [`crate::classify()`]) always run
 //! [`Mutation::None`]. The `*_mutated` twins take a mutation so that the model checks, the SPIN
 //! export and the trace validator can each be shown to reject a wrong policy.
 

@@ -238,7 +238,7 @@ pub struct State {
     pub phase: Phase,
     /// The assignment cache (SPEC §1.3).
     pub cache: Option<Assignment>,
-    /// The attempt number fed to [`crate::backoff`]; saturates at the profile's saturation.
+    /// The attempt number fed to [`crate::backoff()`]; saturates at the profile's saturation.
     pub attempt: u32,
     /// Consecutive unreachable-class hub failures since the last assignment or CONNACK 0 (G1).
     pub unreachable: u32,

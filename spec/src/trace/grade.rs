@@ -1,6 +1,6 @@
 //! Grading: a verdict per guarantee, with evidence (SPEC §8.1).
 //!
-//! [`super::validate_trace_with`] stops at the first divergence; a conformance report needs more:
+//! [`super::validate_trace_with()`] stops at the first divergence; a conformance report needs more:
 //! for each of G1–G8, whether the trace exercised it at all, whether it held, and which
 //! observations decided it. [`grade`] runs the same [`Monitor`] per device, keeps going after a
 //! divergence (forgetting the broken expectation so one fault is reported once), and records

@@ -3,7 +3,7 @@
 //! For each scenario it starts a fresh mock cloud, launches the device command with the
 //! placeholders filled in, waits for the device to connect, plays the scenario's faults, waits for
 //! recovery, stops the device, and grades everything the cloud observed of it with
-//! [`hubswap_spec::grade`]. The report says, per guarantee, pass, fail or not applicable, with
+//! [`hubswap_spec::grade()`]. The report says, per guarantee, pass, fail or not applicable, with
 //! the timeline of observations that decided it.
 
 pub mod cloud;

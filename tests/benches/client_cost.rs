@@ -90,6 +90,10 @@ struct SendRun {
 struct SingleResult {
     rss_base_kib: u64,
     rss_idle_kib: u64,
+    /// `RssAnon` (heap and stacks) before and idle; the rest of `VmRSS` is mapped files
+    /// (code pages) and shared memory.
+    anon_base_kib: u64,
+    anon_idle_kib: u64,
     hwm_kib: u64,
     threads: u64,
     connect_ms: u64,
@@ -102,6 +106,8 @@ struct FleetResult {
     connected: usize,
     rss_base_kib: u64,
     rss_idle_kib: u64,
+    anon_base_kib: u64,
+    anon_idle_kib: u64,
     threads: u64,
     connect_ms: u64,
 }
@@ -168,6 +174,7 @@ fn single_child(idle: Duration, messages: u64, pipeline: usize, payload: usize) 
     rt.block_on(async move {
         let mut r = SingleResult {
             rss_base_kib: own_kib("VmRSS"),
+            anon_base_kib: own_kib("RssAnon"),
             ..SingleResult::default()
         };
         let t0 = Instant::now();
@@ -189,6 +196,7 @@ fn single_child(idle: Duration, messages: u64, pipeline: usize, payload: usize) 
         r.connect_ms = ms(t0.elapsed());
         tokio::time::sleep(idle).await;
         r.rss_idle_kib = own_kib("VmRSS");
+        r.anon_idle_kib = own_kib("RssAnon");
         r.hwm_kib = own_kib("VmHWM");
         r.threads = own_kib("Threads");
         let body = telemetry_payload(payload);
@@ -217,6 +225,7 @@ fn fleet_child(n: usize, idle: Duration) -> Result<()> {
         let mut r = FleetResult {
             n,
             rss_base_kib: own_kib("VmRSS"),
+            anon_base_kib: own_kib("RssAnon"),
             ..FleetResult::default()
         };
         let t0 = Instant::now();
@@ -243,6 +252,7 @@ fn fleet_child(n: usize, idle: Duration) -> Result<()> {
         r.connect_ms = ms(t0.elapsed());
         tokio::time::sleep(idle).await;
         r.rss_idle_kib = own_kib("VmRSS");
+        r.anon_idle_kib = own_kib("RssAnon");
         r.threads = own_kib("Threads");
         println!(
             "RESULT {}",
@@ -365,35 +375,42 @@ fn child_or_run(opts: &mut Opts) -> Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_lines, reason = "two tables and their notes")]
 fn print_tables(single: &SingleResult, fleets: &[FleetResult], payload: usize) {
+    // "RSS (of which heap)" per client: VmRSS growth and RssAnon growth, divided by `n`.
+    let per = |rss: f64, anon: f64, n: f64| {
+        if n > 0.0 {
+            format!("{:.1} KiB ({:.1} KiB)", rss / n, anon / n)
+        } else {
+            "-".into()
+        }
+    };
+    let grown = |base: u64, idle: u64| common::kib_f(idle) - common::kib_f(base);
     let mut rows = vec![vec![
         "1 (own process, current-thread runtime)".to_owned(),
         "1".to_owned(),
         format!("{:.1} s", float(single.connect_ms) / 1000.0),
         mib(single.rss_base_kib),
         mib(single.rss_idle_kib),
-        format!(
-            "{} KiB",
-            single.rss_idle_kib.saturating_sub(single.rss_base_kib)
+        per(
+            grown(single.rss_base_kib, single.rss_idle_kib),
+            grown(single.anon_base_kib, single.anon_idle_kib),
+            1.0,
         ),
         single.threads.to_string(),
     ]];
     for f in fleets {
-        let delta = f.rss_idle_kib.saturating_sub(f.rss_base_kib);
         rows.push(vec![
             format!("{} (one process, multi-thread runtime)", f.n),
             f.connected.to_string(),
             format!("{:.1} s", float(f.connect_ms) / 1000.0),
             mib(f.rss_base_kib),
             mib(f.rss_idle_kib),
-            if f.connected == 0 {
-                "-".into()
-            } else {
-                format!(
-                    "{:.1} KiB",
-                    common::kib_f(delta) / float(f.connected as u64)
-                )
-            },
+            per(
+                grown(f.rss_base_kib, f.rss_idle_kib),
+                grown(f.anon_base_kib, f.anon_idle_kib),
+                float(f.connected as u64),
+            ),
             f.threads.to_string(),
         ]);
     }
@@ -404,15 +421,17 @@ fn print_tables(single: &SingleResult, fleets: &[FleetResult], payload: usize) {
     if let [.., a, b] = sorted.as_slice()
         && b.connected > a.connected
     {
-        let grow = |f: &FleetResult| common::kib_f(f.rss_idle_kib) - common::kib_f(f.rss_base_kib);
-        let per = (grow(b) - grow(a)) / float((b.connected - a.connected) as u64);
         rows.push(vec![
             format!("marginal, {} → {} clients", a.connected, b.connected),
             "-".into(),
             "-".into(),
             "-".into(),
             "-".into(),
-            format!("{per:.1} KiB"),
+            per(
+                grown(b.rss_base_kib, b.rss_idle_kib) - grown(a.rss_base_kib, a.rss_idle_kib),
+                grown(b.anon_base_kib, b.anon_idle_kib) - grown(a.anon_base_kib, a.anon_idle_kib),
+                float((b.connected - a.connected) as u64),
+            ),
             "-".into(),
         ]);
     }
@@ -424,7 +443,7 @@ fn print_tables(single: &SingleResult, fleets: &[FleetResult], payload: usize) {
             "time to all connected",
             "process RSS before",
             "process RSS idle",
-            "RSS per client",
+            "RSS per client (of which heap, RssAnon)",
             "threads",
         ],
         &rows,

@@ -181,13 +181,15 @@ async fn provisions_over_https_and_sends_telemetry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provisions_an_x509_device_over_dps_mqtt() {
+async fn provisions_an_x509_device_over_both_dps_transports() {
     init_tracing();
     let cloud = cloud(1).await;
     let ca = cloud.add_x509_group("x509-group").unwrap();
-    // The mock's DPS REST endpoint does not take X.509 attestation yet (it reads only the SAS
-    // header), so X.509 is exercised over DPS MQTT and the hub.
-    for (id, transport) in [("x509-mqtt", DpsTransport::Mqtt)] {
+    // The device presents its chain over TLS to DPS (MQTT or HTTPS, no SAS) and to the hub.
+    for (id, transport) in [
+        ("x509-mqtt", DpsTransport::Mqtt),
+        ("x509-https", DpsTransport::Https),
+    ] {
         let device = ca.issue_device(id).unwrap();
         // The registration id comes from the certificate's CN.
         let b = hubswap_client::DeviceClient::builder()

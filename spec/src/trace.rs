@@ -220,7 +220,9 @@ enum Next {
 /// The observer automaton for one device (SPEC §8).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Monitor {
-    in_flight: bool,
+    /// When the request or CONNECT in flight started; the device abandons it after
+    /// `attempt_timeout`, so an unanswered attempt stops counting then.
+    in_flight: Option<Millis>,
     /// Connected, with the token's expiry when it is a SAS token.
     connected: Option<Live>,
     /// A hub connect awaiting its CONNACK, with the credential it carried.
@@ -316,19 +318,19 @@ impl Monitor {
                 self.assigned = None;
             }
             Observed::DpsRequest(DpsRequest::Poll) => {
-                if self.in_flight {
+                if self.still_in_flight(cfg, tol, at) {
                     return Err((
                         Guarantee::G7,
                         String::from("poll while another request is in flight"),
                     ));
                 }
                 self.check_not_before(tol, at)?;
-                self.in_flight = true;
+                self.in_flight = Some(at);
             }
             Observed::DpsResponse(answer) => self.dps_answer(cfg, at, answer),
             Observed::ConnAck { code } => self.connack(cfg, at, *code),
             Observed::HubRefused { .. } => {
-                self.in_flight = false;
+                self.in_flight = None;
                 self.pending = None;
                 self.unreachable += 1;
                 self.failed(at, Next::Free, cfg.fast.floor);
@@ -347,6 +349,7 @@ impl Monitor {
             expiry: l.expiry.map(|t| t.minus_ms(delta)),
         });
         m.last_start = m.last_start.map(|t| t.minus_ms(delta));
+        m.in_flight = m.in_flight.map(|t| t.minus_ms(delta));
         m.not_before = m.not_before.map(|(t, g)| (t.minus_ms(delta), g));
         m.quiet_since = m.quiet_since.map(|t| t.minus_ms(delta));
         m
@@ -360,6 +363,8 @@ impl Monitor {
         let mut m = self.clone();
         let spacing_horizon = Millis(now.0.saturating_sub(crate::time::ms(cfg.spacing(true))));
         m.last_start = m.last_start.map(|t| t.max(spacing_horizon));
+        let abandon_horizon = Millis(now.0.saturating_sub(crate::time::ms(cfg.attempt_timeout)));
+        m.in_flight = m.in_flight.map(|t| t.max(abandon_horizon));
         m.not_before = m.not_before.filter(|(t, _)| *t > now);
         let quiet = cfg.longest_delay() + cfg.attempt_timeout + cfg.spacing(true) + check.tolerance;
         let quiet_horizon = Millis(now.0.saturating_sub(crate::time::ms(quiet) + 1));
@@ -381,7 +386,7 @@ impl Monitor {
         self.next = None;
         self.not_before = None;
         self.quiet_since = None;
-        self.in_flight = false;
+        self.in_flight = None;
         self.connected = None;
         self.unreachable = 0;
         self.unavailable = 0;
@@ -432,7 +437,7 @@ impl Monitor {
         at: Millis,
         hub: bool,
     ) -> Result<(), Broken> {
-        if self.in_flight {
+        if self.still_in_flight(cfg, tol, at) {
             return Err((
                 Guarantee::G7,
                 String::from("a new attempt while another is in flight"),
@@ -473,11 +478,18 @@ impl Monitor {
             _ => {}
         }
         self.check_not_before(tol, at)?;
-        self.in_flight = true;
+        self.in_flight = Some(at);
         self.connected = None;
         self.last_start = Some(at);
         self.quiet_since = None;
         Ok(())
+    }
+
+    /// An attempt is still in flight at `at` when it has had no answer and the device cannot
+    /// yet have abandoned it (SPEC §3.2: `AttemptTimeout`).
+    fn still_in_flight(&self, cfg: &Config, tol: Duration, at: Millis) -> bool {
+        self.in_flight
+            .is_some_and(|since| at.plus(tol) < since.plus(cfg.attempt_timeout))
     }
 
     fn check_not_before(&mut self, tol: Duration, at: Millis) -> Result<(), Broken> {
@@ -497,7 +509,7 @@ impl Monitor {
     }
 
     fn connack(&mut self, cfg: &Config, at: Millis, code: u8) {
-        self.in_flight = false;
+        self.in_flight = None;
         let credential = self.pending.take().and_then(|p| p.credential);
         match code {
             0 => {
@@ -539,9 +551,9 @@ impl Monitor {
 
     fn disconnect(&mut self, cfg: &Config, at: Millis, by: Side) {
         let was_connected = self.connected.take().is_some();
-        if !was_connected && self.in_flight {
+        if !was_connected && self.in_flight.is_some() {
             // Closed during CONNECT: a refusal below MQTT.
-            self.in_flight = false;
+            self.in_flight = None;
             self.pending = None;
             if by == Side::Cloud {
                 self.unreachable += 1;
@@ -555,7 +567,7 @@ impl Monitor {
     }
 
     fn dps_answer(&mut self, cfg: &Config, at: Millis, answer: &DpsAnswer) {
-        self.in_flight = false;
+        self.in_flight = None;
         match answer {
             DpsAnswer::Assigned { hub } => {
                 self.assigned = Some(hub.clone());

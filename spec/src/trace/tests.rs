@@ -223,6 +223,20 @@ fn g7_two_attempts_in_flight_are_rejected() {
 }
 
 #[test]
+fn an_attempt_abandoned_after_the_timeout_may_be_followed_by_another() {
+    // DPS never answered; the device gives up after attempt_timeout (30 s) and asks again.
+    let t = T::new()
+        .register(0.0)
+        .register(31.0)
+        .assigned(31.1, "hub-a");
+    assert_eq!(t.check(), Ok(()));
+    assert_eq!(
+        T::new().register(0.0).register(29.0).guarantee(),
+        Some(Guarantee::G7)
+    );
+}
+
+#[test]
 fn g7_a_connection_outliving_its_token_is_rejected() {
     let credential = Some(Credential {
         fingerprint: 1,

@@ -13,10 +13,26 @@
 //!
 //! Scaling: spec timing is NOT compressed (the clients run the real default delays), and the
 //! one-minute window is real; R is scaled with N so that N/R is `--n-over-r-minutes` (default 2)
-//! for every N. The emulations run on the hubswap client with other spec configs and, where the
+//! for every N. N/R must be more than 1 minute (R < N): at N/R <= 1 the sliding window admits
+//! the whole fleet in one burst, nothing is throttled and the bound does not bind, so the bench
+//! warns. The emulations run on the hubswap client with other spec configs and, where the
 //! SDK has no cross-device jitter to speak of, one shared jitter seed (a fleet in lock-step);
 //! the hubswap client underneath still honours DPS `retry-after`, which the C SDK before PR #1703
 //! did not, so their 429 counts are if anything optimistic.
+//!
+//! `retry_after_jitter`: the hubswap row runs `Config::default()` unscaled, so the jitter added
+//! on top of a DPS `retry-after` is the spec default, 2 s. It must not be scaled down with the
+//! rest of the timing (as the drill's `time_scale` does): the throttle window and the mock's
+//! `retry-after` values are real seconds, and a jitter of a few milliseconds would send every
+//! throttled device back in the same instant. The emulations use 0 (their SDKs add none, or
+//! at most +-5 % of the backoff, not of the `retry-after`).
+//!
+//! Reading the numbers: the mock's window slides, so R registrations pass at once and the next
+//! R a minute later; the fastest any client can move the fleet is therefore (ceil(N/R) - 1)
+//! minutes plus the last device's connect, which is 0.5 x N/R at N/R = 2 minutes. And a client
+//! that does not know R and asks DPS as soon as the old hub refuses it cannot avoid one 429 for
+//! each of the N - R devices beyond the first window; with N/R = 2 that alone is about 20 % of
+//! the DPS requests (N registers + N polls + N/2 429s). The table prints both floors.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -242,6 +258,26 @@ fn measure(
     }
 }
 
+/// Warns when the bound does not bind, and prints the window-limited floors for this N.
+#[allow(clippy::cast_precision_loss, reason = "fleet sizes")]
+fn print_floors(n: usize, rate: u32, nr: f64) {
+    let rate = rate as usize;
+    if rate >= n {
+        println!(
+            "warning: N = {n}, R = {rate}/min: N/R <= 1 min, the sliding window admits the whole fleet at once and the bound does not bind"
+        );
+    }
+    // The window-limited floor, and the fewest 429s for a client that does not know R.
+    let floor_min = n.div_ceil(rate.max(1)).saturating_sub(1) as f64;
+    let min_429 = n.saturating_sub(rate);
+    println!(
+        "N = {n}: floors: 100 % no sooner than ~{floor_min:.0} min ({:.2} x N/R); at least {min_429} 429s ({:.1} % of >= {} DPS requests) for a client that asks DPS at once",
+        floor_min * 60.0 / nr,
+        100.0 * min_429 as f64 / (2 * n + min_429) as f64,
+        2 * n + min_429
+    );
+}
+
 #[allow(clippy::cast_precision_loss, reason = "fleet sizes")]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -267,7 +303,8 @@ fn main() {
         }
     };
     println!(
-        "fleet recovery after a hub failover; DPS throttled to R = N/{minutes} per minute (sliding 1-min window), so N/R = {minutes} min"
+        "fleet recovery after a hub failover; DPS throttled to R = N/{minutes} per minute (sliding 1-min window), so N/R = {minutes} min; real time (no compression); hubswap retry_after_jitter = {:?}",
+        Config::default().retry_after_jitter
     );
     println!(
         "{:<22} {:>6} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>6} {:>8}",
@@ -291,6 +328,7 @@ fn main() {
         )]
         let rate = ((n as f64 / minutes).round() as u32).max(1);
         let nr = n as f64 * 60.0 / f64::from(rate);
+        print_floors(n, rate, nr);
         let cap = Duration::from_secs_f64(nr * 2.5 + 60.0);
         for p in policies() {
             if wanted

@@ -382,7 +382,8 @@ pub(crate) async fn refuse(
     reason: &str,
     mut wire: Wire,
 ) {
-    let _ = wire.send(Packet::ConnAck(ConnAck::new(code, false))).await;
+    // Logged before it is sent: the device may react (reconnect) before this task runs again,
+    // and the log must keep cause before effect (SPEC §8 orders observations by the log).
     core.log.record(
         device,
         Event::ConnAck {
@@ -393,6 +394,7 @@ pub(crate) async fn refuse(
             outcome: reason.to_owned(),
         },
     );
+    let _ = wire.send(Packet::ConnAck(ConnAck::new(code, false))).await;
     wire.close().await;
     core.log.record(
         device,

@@ -74,15 +74,7 @@ pub(crate) async fn serve(
         )
         .await;
     }
-    if !wire
-        .send(Packet::ConnAck(ConnAck::new(
-            ConnectReturnCode::Success,
-            false,
-        )))
-        .await
-    {
-        return;
-    }
+    // Logged before it is sent, so that the log keeps cause before effect.
     core.log.record(
         Some(&reg),
         Event::ConnAck {
@@ -93,6 +85,15 @@ pub(crate) async fn serve(
             outcome: "accepted".into(),
         },
     );
+    if !wire
+        .send(Packet::ConnAck(ConnAck::new(
+            ConnectReturnCode::Success,
+            false,
+        )))
+        .await
+    {
+        return;
+    }
     let token = password(connect).map(str::to_owned);
     let auth = || {
         if chain.is_empty() {

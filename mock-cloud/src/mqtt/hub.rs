@@ -105,16 +105,7 @@ pub(crate) async fn serve(core: Arc<Core>, mut wire: Wire, accepted: Accepted, c
         }
     };
     let endpoint = Endpoint::Hub(hub.clone());
-    if !wire
-        .send(Packet::ConnAck(ConnAck::new(
-            ConnectReturnCode::Success,
-            session_present,
-        )))
-        .await
-    {
-        core.lock().live.retain(|_, l| l.conn != conn);
-        return;
-    }
+    // Logged before it is sent, so that the log keeps cause before effect.
     core.log.record(
         Some(&device),
         Event::ConnAck {
@@ -125,6 +116,16 @@ pub(crate) async fn serve(core: Arc<Core>, mut wire: Wire, accepted: Accepted, c
             outcome: "accepted".into(),
         },
     );
+    if !wire
+        .send(Packet::ConnAck(ConnAck::new(
+            ConnectReturnCode::Success,
+            session_present,
+        )))
+        .await
+    {
+        core.lock().live.retain(|_, l| l.conn != conn);
+        return;
+    }
     let mut s = HubSession {
         faults: SessionFaults::new(&core, token),
         core: Arc::clone(&core),

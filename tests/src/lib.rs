@@ -20,3 +20,8 @@ pub mod e2e;
 pub mod refinement;
 pub mod report;
 pub mod runner;
+
+/// The README's Rust examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

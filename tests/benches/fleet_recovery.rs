@@ -18,7 +18,10 @@
 //! warns. The emulations run on the hubswap client with other spec configs and, where the
 //! SDK has no cross-device jitter to speak of, one shared jitter seed (a fleet in lock-step);
 //! the hubswap client underneath still honours DPS `retry-after`, which the C SDK before PR #1703
-//! did not, so their 429 counts are if anything optimistic.
+//! did not, so their 429 counts are if anything optimistic. A spec `Profile` can only express
+//! full jitter in `[floor, min(cap, floor + initial * 2^n)]`, so the SDKs' nominal fixed delays
+//! (1, 2, 4 ... 30 s; 3, 9, 27, 81 s) are emulated by draws from those windows with one shared
+//! seed: the fleet is in lock-step as in the SDKs, but each delay is a fraction of the nominal one.
 //!
 //! `retry_after_jitter`: the hubswap row runs `Config::default()` unscaled, so the jitter added
 //! on top of a DPS `retry-after` is the spec default, 2 s. It must not be scaled down with the
@@ -67,7 +70,7 @@ fn policies() -> Vec<Policy> {
         },
         Policy {
             name: "c-sdk",
-            label: "emulation: C SDK default (1 s doubling to 30 s, ~no jitter, retry-after kept if <= 300 s, DPS after 10 hub failures as the Embedded C flow)",
+            label: "emulation: C SDK default (1 s doubling to 30 s, no retry-after jitter, retry-after clamped to 300 s, DPS after 10 hub failures as the Embedded C flow)",
             config: Config {
                 unreachable_threshold: 10,
                 unavailable_threshold: 10,
@@ -103,7 +106,7 @@ fn policies() -> Vec<Policy> {
         },
         Policy {
             name: "python",
-            label: "emulation: Python PR #1109 sample (3, 9, 27, 81 s without jitter, then reprovision: ~90+ s on the dead hub)",
+            label: "emulation: Python PR #1109 sample (3 s floor, window doubling to 81 s, no retry-after jitter, reprovision after 4 failures)",
             config: Config {
                 unreachable_threshold: 4,
                 unavailable_threshold: 4,

@@ -644,6 +644,7 @@ impl Mosquitto {
             if Instant::now() > deadline {
                 return Err("mosquitto did not listen within 10 s".into());
             }
+            // A bounded readiness poll: mosquitto signals nothing when it starts listening.
             std::thread::sleep(Duration::from_millis(50));
         }
     }

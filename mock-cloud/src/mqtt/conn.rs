@@ -444,12 +444,6 @@ pub(crate) fn closed(
 
 /// The numeric CONNACK code.
 pub(crate) fn code_of(code: ConnectReturnCode) -> u8 {
-    match code {
-        ConnectReturnCode::Success => 0,
-        ConnectReturnCode::RefusedProtocolVersion => 1,
-        ConnectReturnCode::BadClientId => 2,
-        ConnectReturnCode::ServiceUnavailable => 3,
-        ConnectReturnCode::BadUserNamePassword => 4,
-        ConnectReturnCode::NotAuthorized => 5,
-    }
+    // rumqttc declares the enum `#[repr(u8)]` with the MQTT 3.1.1 numbers (0 = accepted ... 5).
+    code as u8
 }

@@ -393,6 +393,7 @@ impl MockProcess {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }
+            // A bounded poll of a child process: std offers no timed wait on a Child.
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();

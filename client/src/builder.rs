@@ -187,7 +187,9 @@ impl DeviceClientBuilder {
         self.default_ttl = Some(ttl);
         self
     }
-    /// The spec's timing options (thresholds, backoff profiles, token TTL, timeouts).
+    /// The spec's timing options (thresholds, backoff profiles, token TTL, timeouts). For a
+    /// fleet, [`spec::Config::paced_for_fleet`] spreads the DPS registrations that follow a hub
+    /// failure over the time the DPS quota needs (SPEC §4.1).
     pub fn timing(mut self, cfg: spec::Config) -> Self {
         self.timing = cfg;
         self

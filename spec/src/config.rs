@@ -47,7 +47,19 @@ pub struct Config {
     pub max_retry_after: Duration,
     /// The delay before polling a DPS operation when the 202 carries no `retry-after`.
     pub dps_poll_default: Duration,
+    /// Fleet pacing: when a hub failure (G1, G2, G3) sends the device back to DPS, the delay
+    /// before that registration is drawn from `[floor, max(backoff ceiling, reprovision_spread)]`
+    /// instead of the backoff window alone, so that a fleet losing its hub together reaches DPS
+    /// spread over this window. Zero (the default) adds nothing. Size it with
+    /// [`Config::paced_for_fleet`] (SPEC §4.1).
+    #[serde(default)]
+    pub reprovision_spread: Duration,
 }
+
+/// The headroom [`Config::paced_for_fleet`] leaves under the DPS quota, in percent of N/R: the
+/// fleet's registrations are spread over 110 % of the time the quota needs, so the mean load is
+/// 91 % of the quota (the Microsoft deploy-at-scale formula `max = (1/load) * N/cps`).
+pub const FLEET_HEADROOM_PERCENT: u64 = 110;
 
 impl Default for Config {
     fn default() -> Self {
@@ -72,6 +84,7 @@ impl Default for Config {
             retry_after_jitter: Duration::from_secs(2),
             max_retry_after: Duration::from_mins(30),
             dps_poll_default: Duration::from_secs(2),
+            reprovision_spread: Duration::ZERO,
         }
     }
 }
@@ -180,7 +193,30 @@ impl Config {
             retry_after_jitter: d(self.retry_after_jitter),
             max_retry_after: d(self.max_retry_after),
             dps_poll_default: d(self.dps_poll_default),
+            reprovision_spread: d(self.reprovision_spread),
             ..self.clone()
+        }
+    }
+
+    /// This config with `reprovision_spread` sized for a fleet of `devices` that may have to
+    /// re-register together under a DPS quota of `registrations_per_minute`: N/R, plus
+    /// [`FLEET_HEADROOM_PERCENT`] headroom. A zero quota leaves the config unchanged.
+    ///
+    /// ```
+    /// # use core::time::Duration;
+    /// let c = hubswap_spec::Config::default().paced_for_fleet(1_000, 500);
+    /// assert_eq!(c.reprovision_spread, Duration::from_secs(132)); // 2 min x 110 %
+    /// ```
+    #[must_use]
+    pub fn paced_for_fleet(self, devices: u32, registrations_per_minute: u32) -> Self {
+        if registrations_per_minute == 0 {
+            return self;
+        }
+        let ms = 60_000 * u64::from(devices) * FLEET_HEADROOM_PERCENT
+            / (100 * u64::from(registrations_per_minute));
+        Self {
+            reprovision_spread: Duration::from_millis(ms),
+            ..self
         }
     }
 
@@ -209,6 +245,7 @@ impl Config {
             .cap
             .max(self.slow.cap)
             .max(self.max_retry_after + self.retry_after_jitter)
+            .max(self.reprovision_spread)
     }
 }
 
@@ -231,6 +268,25 @@ mod tests {
         assert_eq!(
             Config::default().scaled_down(100).fast.cap,
             Duration::from_millis(1200)
+        );
+    }
+
+    #[test]
+    fn fleet_pacing_spreads_over_n_over_r_with_headroom() {
+        let c = Config::default().paced_for_fleet(100, 50);
+        assert_eq!(c.reprovision_spread, Duration::from_secs(132));
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(
+            c.longest_delay(),
+            Duration::from_mins(30) + Duration::from_secs(2)
+        );
+        let big = Config::default().paced_for_fleet(100_000, 1_000);
+        assert_eq!(big.reprovision_spread, Duration::from_mins(110));
+        assert_eq!(big.longest_delay(), Duration::from_mins(110));
+        assert_eq!(Config::default().paced_for_fleet(10, 0), Config::default());
+        assert_eq!(
+            big.scaled_down(10).reprovision_spread,
+            Duration::from_mins(11)
         );
     }
 

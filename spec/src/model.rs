@@ -74,6 +74,7 @@ impl Instance {
             retry_after_jitter: secs(1),
             max_retry_after: secs(6),
             dps_poll_default: secs(1),
+            reprovision_spread: secs(6),
         };
         Self {
             cfg,

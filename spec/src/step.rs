@@ -230,6 +230,7 @@ impl Cx<'_> {
             && self.m != Mutation::NeverReprovisionOnUnreachable
         {
             self.invalidate();
+            let d = self.paced(d);
             self.schedule(Next::Register, d);
         } else {
             self.schedule(Next::Connect, d);
@@ -247,6 +248,7 @@ impl Cx<'_> {
         };
         if reprovision {
             self.invalidate();
+            let d = self.paced(d);
             self.schedule(Next::Register, d);
         } else {
             self.schedule(Next::Connect, d);
@@ -268,11 +270,13 @@ impl Cx<'_> {
             AuthStage::Clear | AuthStage::FreshTokenTried => {
                 self.s.auth = AuthStage::DpsAsked;
                 self.invalidate();
-                self.schedule(Next::Register, Duration::ZERO);
+                let d = self.paced(Duration::ZERO);
+                self.schedule(Next::Register, d);
             }
             AuthStage::DpsAsked => {
                 let d = self.fail_delay(None);
                 self.invalidate();
+                let d = self.paced(d);
                 self.schedule(Next::Register, d);
             }
         }
@@ -344,6 +348,13 @@ impl Cx<'_> {
         let limit = saturation(&self.cfg.fast).max(saturation(&self.cfg.slow));
         self.s.attempt = (self.s.attempt + 1).min(limit);
         d
+    }
+
+    /// Fleet pacing (SPEC §4.1): a hub failure is sending the device back to DPS, so the delay
+    /// `d` widens to `draw * reprovision_spread` when that is longer. The same draw is used, so
+    /// `Draw::MIN` still yields `d` and the result stays monotone in the draw.
+    fn paced(&self, d: Duration) -> Duration {
+        d.max(self.env.draw.scale(self.cfg.reprovision_spread))
     }
 
     /// Starts `next` after `delay`, but never sooner than the spacing allows (G7, G4).

@@ -10,8 +10,8 @@
 
 use std::time::Instant;
 
-use hubswap_spec::model::{Instance, Move, World};
-use hubswap_spec::{AuthStage, Guarantee, Mutation, Next, Phase};
+use hubswap_spec::model::{Instance, Move, ORIGIN, World};
+use hubswap_spec::{AuthStage, Guarantee, Mutation, Next, Phase, Timer};
 use stateright::{Checker, Model, Property};
 
 /// The stateright view of an [`Instance`].
@@ -72,6 +72,17 @@ impl Model for SpecModel {
                 |m: &Self, w: &World| {
                     w.device.unavailable == m.0.cfg.unavailable_threshold
                         && w.waits_for(&Next::Register)
+                },
+            ),
+            Property::sometimes(
+                "G1-G3 fleet pacing: DPS later than any fast backoff",
+                |m: &Self, w: &World| {
+                    let wake = w.device.timers.get(Timer::Wake);
+                    !w.device.blocked
+                        && w.waits_for(&Next::Register)
+                        && wake.is_some_and(|t| {
+                            t.0 > ORIGIN + u64::try_from(m.0.cfg.fast.cap.as_millis()).unwrap_or(0)
+                        })
                 },
             ),
             Property::sometimes(

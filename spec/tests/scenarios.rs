@@ -117,6 +117,38 @@ fn g1_unreachable_hub_reprovisions_after_the_threshold() {
     assert_eq!(a[0], Action::Register);
 }
 
+/// SPEC §4.1: with fleet pacing, the registration that follows a hub failure is spread over
+/// `[floor, max(ceiling, reprovision_spread)]`, while hub retries keep the fast profile.
+#[test]
+fn fleet_pacing_spreads_the_registration_after_a_hub_failure() {
+    let spread = Duration::from_secs(132);
+    for (draw, lo, hi) in [
+        (Draw::MIN, Duration::ZERO, Duration::from_secs(4)),
+        (Draw::MAX, spread, spread),
+        (Draw(u32::MAX / 2), Duration::from_secs(65), spread / 2),
+    ] {
+        let mut d = Dev::connected(Some(hub("hub-a")));
+        d.cfg = Config::default().paced_for_fleet(1_000, 500);
+        assert_eq!(d.cfg.reprovision_spread, spread);
+        d.draw = draw;
+        d.signal(WireSignal::ConnectionLost);
+        let (_, first, _) = d.fire_next();
+        assert!(
+            first <= d.cfg.fast.cap,
+            "the hub retry is not paced: {first:?}"
+        );
+        d.signal(WireSignal::ConnectFailed(ConnectFailure::Refused));
+        d.fire_next();
+        d.signal(WireSignal::ConnectFailed(ConnectFailure::Refused));
+        let (_, waited, a) = d.fire_next();
+        assert_eq!(a[0], Action::Register);
+        assert!(
+            lo <= waited && waited <= hi,
+            "{draw:?}: waited {waited:?}, expected within [{lo:?}, {hi:?}]"
+        );
+    }
+}
+
 #[test]
 fn g2_expired_token_gets_one_fresh_token_then_dps() {
     let mut d = Dev::connected(Some(hub("hub-a")));

@@ -71,9 +71,28 @@ struct Args {
     /// `--time-scale`.
     #[arg(long)]
     spec_config: Option<PathBuf>,
+    /// Fleet pacing (SPEC §4.1): `DEVICES:REGISTRATIONS_PER_MINUTE`, the fleet that may
+    /// re-register together and the DPS quota; spreads a hub failure's DPS registrations over
+    /// N/R plus 10 %. Applied on top of `--time-scale` or `--spec-config`.
+    #[arg(long, value_name = "N:R", value_parser = parse_pacing)]
+    pace_for_fleet: Option<(u32, u32)>,
     /// Send no telemetry (for idle measurements).
     #[arg(long)]
     idle: bool,
+}
+
+fn parse_pacing(s: &str) -> Result<(u32, u32), String> {
+    let (n, r) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s}: expected DEVICES:REGISTRATIONS_PER_MINUTE"))?;
+    let n = n.parse().map_err(|e| format!("{s}: devices: {e}"))?;
+    let r: u32 = r
+        .parse()
+        .map_err(|e| format!("{s}: registrations per minute: {e}"))?;
+    if r == 0 {
+        return Err(format!("{s}: registrations per minute must be positive"));
+    }
+    Ok((n, r))
 }
 
 struct Thermostat {
@@ -132,15 +151,23 @@ fn configure(args: &Args) -> Result<DeviceClientBuilder, Box<dyn std::error::Err
                 .cloned()
                 .unwrap_or_else(|| (host.to_owned(), hub_port))
         });
-    if let Some(path) = &args.spec_config {
+    let mut timing = if let Some(path) = &args.spec_config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("--spec-config {}: {e}", path.display()))?;
-        let cfg: hubswap_spec::Config = serde_json::from_str(&text)
-            .map_err(|e| format!("--spec-config {}: {e}", path.display()))?;
-        b = b.timing(cfg);
-    } else if args.time_scale > 1 {
-        b = b.timing(hubswap_spec::Config::default().scaled_down(args.time_scale));
+        serde_json::from_str(&text).map_err(|e| format!("--spec-config {}: {e}", path.display()))?
+    } else {
+        hubswap_spec::Config::default().scaled_down(args.time_scale)
+    };
+    if let Some((n, r)) = args.pace_for_fleet {
+        let scale = if args.spec_config.is_some() {
+            1
+        } else {
+            args.time_scale.max(1)
+        };
+        let spread = timing.clone().paced_for_fleet(n, r).reprovision_spread / scale;
+        timing.reprovision_spread = spread;
     }
+    b = b.timing(timing);
     b = match (&args.group_key, &args.device_key) {
         (Some(k), None) => b.group_key(k),
         (None, Some(k)) => b.device_key(k),

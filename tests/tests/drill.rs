@@ -162,3 +162,26 @@ async fn headless_chromium_renders_the_chart() {
         "no coloured series drawn ({coloured} coloured pixels)"
     );
 }
+
+/// `--pace`: the clients' spread is sized for one hub's worth of devices under the quota, in wall
+/// clock time (the throttle window is not compressed), while every other delay stays scaled.
+#[test]
+fn pacing_sizes_the_spread_for_one_hub_in_wall_clock_time() {
+    let plain = DrillArgs::default();
+    assert_eq!(
+        plain.spec_config().reprovision_spread,
+        std::time::Duration::ZERO
+    );
+    let paced = DrillArgs {
+        pace: true,
+        ..DrillArgs::default()
+    };
+    let c = paced.spec_config();
+    // 100 of 200 devices under 90 registrations per minute: 66.7 s, plus 10 %.
+    assert_eq!(
+        c.reprovision_spread,
+        std::time::Duration::from_millis(73_333)
+    );
+    assert_eq!(c.fast, plain.spec_config().fast);
+    assert_eq!(c.validate(), Ok(()));
+}

@@ -18,7 +18,8 @@
 //! Time is compressed: the clients run `hubswap_spec::Config::default().scaled_down(time_scale)`
 //! and are graded against the same config. DPS throttling is the mock's `throttle` fault, a
 //! sliding one-minute window of `registrations_per_minute` register requests (wall-clock time,
-//! not scaled), applied once the fleet is connected.
+//! not scaled), applied once the fleet is connected. With `--pace` the clients also get fleet
+//! pacing (SPEC §4.1) sized for one hub's worth of devices under that quota.
 
 pub mod analysis;
 pub mod fleet;
@@ -78,6 +79,11 @@ pub struct DrillArgs {
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     pub no_progress_bar: bool,
+    /// Fleet pacing (SPEC §4.1): the clients are told that half the fleet (one hub's worth)
+    /// may move together under `registrations_per_minute`, and spread the DPS registrations
+    /// that follow a hub failure over N/R plus 10 % (wall clock, not scaled).
+    #[arg(long)]
+    pub pace: bool,
 }
 
 impl Default for DrillArgs {
@@ -93,7 +99,19 @@ impl Default for DrillArgs {
 impl DrillArgs {
     /// The spec config the clients run and are graded against.
     pub fn spec_config(&self) -> Config {
-        Config::default().scaled_down(self.time_scale.max(1))
+        let scaled = Config::default().scaled_down(self.time_scale.max(1));
+        if !self.pace {
+            return scaled;
+        }
+        // The throttle window is wall-clock time, so the spread is not scaled down.
+        let moving = u32::try_from(self.devices.div_ceil(2)).unwrap_or(u32::MAX);
+        let spread = Config::default()
+            .paced_for_fleet(moving, self.registrations_per_minute)
+            .reprovision_spread;
+        Config {
+            reprovision_spread: spread,
+            ..scaled
+        }
     }
 }
 

@@ -125,6 +125,19 @@ fn bound(name: &str, moved: usize, rate: u32, c: &Config) -> (f64, f64, String) 
             "N/R + (unavailable_threshold+1)×fast.cap (500s retried) + retry_after_jitter + DPS poll (1 s) + attempt_timeout",
         ),
     };
+    // Fleet pacing (SPEC §4.1) stretches every DPS registration a hub failure causes over
+    // `reprovision_spread`; the quota floor still applies when it is longer.
+    let spread = secs(c.reprovision_spread);
+    if spread > 0.0 && (name == "failover" || name.starts_with("failback")) {
+        return (
+            floor,
+            floor.max(spread) + path,
+            format!(
+                "max(N/R, reprovision_spread) + {}",
+                formula.trim_start_matches("N/R + ")
+            ),
+        );
+    }
     (floor, floor + path, formula.to_owned())
 }
 

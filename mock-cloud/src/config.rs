@@ -71,6 +71,9 @@ pub struct CloudConfig {
     pub data_dir: Option<PathBuf>,
     /// Where to append the observation log as JSON lines; `None` keeps it in memory only.
     pub log_file: Option<PathBuf>,
+    /// The most observation-log records kept in memory; older ones leave memory first (the
+    /// log file keeps everything). Default [`crate::log::DEFAULT_CAPACITY`].
+    pub log_capacity: usize,
     /// Enrollment groups to create at start.
     pub groups: Vec<GroupSeed>,
     /// Time limits.
@@ -104,6 +107,7 @@ impl CloudConfig {
             admin: Some(any),
             data_dir: None,
             log_file: None,
+            log_capacity: crate::log::DEFAULT_CAPACITY,
             groups: vec![GroupSeed {
                 id: "default".into(),
                 primary_key: None,
@@ -149,6 +153,7 @@ impl CloudConfig {
             admin: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8480)),
             data_dir: None,
             log_file: None,
+            log_capacity: crate::log::DEFAULT_CAPACITY,
             groups: vec![GroupSeed {
                 id: "default".into(),
                 primary_key: None,

@@ -130,6 +130,10 @@ struct ServeArgs {
     /// Run without the event broker.
     #[arg(long)]
     no_events: bool,
+    /// Observation-log records kept in memory; the oldest leave first (with `--data-dir`,
+    /// `observations.jsonl` keeps every record).
+    #[arg(long, default_value_t = hubswap_mock_cloud::log::DEFAULT_CAPACITY)]
+    log_capacity: usize,
 }
 
 #[derive(Args)]
@@ -235,6 +239,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     }
     config.admin = Some(args.admin);
     config.data_dir = args.data_dir;
+    config.log_capacity = args.log_capacity;
     config.events = (!args.no_events).then_some(args.events);
     let cloud = MockCloud::start(config).await?;
     print_banner(&cloud.info());

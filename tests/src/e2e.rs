@@ -341,6 +341,12 @@ pub async fn run(s: &Scenario, seed: u64) -> Outcome {
 }
 
 fn check(cloud: &MockCloud, fleet: &Fleet, results: &Results, cfg: &Config, out: &mut Outcome) {
+    if !cloud.log().complete_since(0) {
+        out.problems.push(format!(
+            "the observation log overflowed ({} records dropped)",
+            cloud.log().dropped()
+        ));
+    }
     let records = cloud.log().records();
     let mut recorded: BTreeMap<String, usize> = BTreeMap::new();
     for r in &records {

@@ -178,6 +178,7 @@ impl MockCloud {
         let log = Arc::new(ObservationLog::new(
             Arc::clone(&clock),
             log_path.as_deref(),
+            config.log_capacity,
         )?);
         let id_scope = saved
             .as_ref()

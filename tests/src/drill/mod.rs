@@ -143,6 +143,14 @@ pub enum DrillError {
         /// The bound.
         timeout: Duration,
     },
+    /// The cloud's observation log evicted records, so the report would judge part of the run.
+    #[error(
+        "the mock cloud's observation log overflowed ({dropped} records dropped); run fewer devices or a shorter story"
+    )]
+    LogOverflow {
+        /// Records evicted from memory.
+        dropped: u64,
+    },
     /// A report file could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -186,8 +194,12 @@ pub async fn run(a: &DrillArgs) -> Result<DrillReport, DrillError> {
     let stats = fleet.finish(&cloud).await;
     progress.finish();
     let records = cloud.log().records();
+    let dropped = cloud.log().dropped();
     cloud.shutdown().await;
     let phases = outcome?;
+    if dropped > 0 {
+        return Err(DrillError::LogOverflow { dropped });
+    }
     Ok(report::build(
         a,
         &config,

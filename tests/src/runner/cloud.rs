@@ -98,7 +98,7 @@ pub(crate) async fn wait_connected(
 
 /// The next log sequence number.
 pub(crate) fn mark(cloud: &MockCloud) -> u64 {
-    cloud.log().records().last().map_or(0, |r| r.seq + 1)
+    cloud.log().next_seq()
 }
 
 /// What the cloud saw of `device` (refusals at TCP accept are attributed to it: it is the only

@@ -229,6 +229,12 @@ async fn run_one(
         problems.push(format!("the device exited early ({status})"));
     }
     device.stop(Duration::from_secs(5)).await;
+    if !cloud.log().complete_since(0) {
+        problems.push(format!(
+            "the mock cloud's observation log overflowed ({} records dropped); the grade covers only the rest",
+            cloud.log().dropped()
+        ));
+    }
     let observations = cloud::observations(&cloud, DEVICE);
     let log_path = dir.join("observations.json");
     std::fs::write(

@@ -277,3 +277,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     client.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pacing;
+
+    #[test]
+    fn pacing_flag_takes_devices_and_a_positive_quota() {
+        assert_eq!(parse_pacing("1000:500"), Ok((1000, 500)));
+        for bad in ["1000", "1000:0", "x:5", "5:-1", ""] {
+            let e = parse_pacing(bad).expect_err(bad);
+            assert!(e.starts_with(bad), "the error names the input: {e}");
+        }
+    }
+}

@@ -99,7 +99,8 @@ pub enum ClientError {
     /// The client shut down.
     #[error("the client shut down")]
     Shutdown,
-    /// The hub answered with a failure status.
+    /// The hub answered with a failure status: a 4xx at once, or a 429 / 5xx still answered
+    /// after the client's retries (five sends in all, full-jitter backoff on the fast profile).
     #[error("the hub answered {status}")]
     Rejected {
         /// The status.

@@ -187,3 +187,74 @@ async fn reprovision_asks_dps_again_and_reconnects() {
     client.shutdown().await;
     cloud.shutdown().await;
 }
+
+/// Reported-property `PATCH` requests the cloud answered `status` for `device`.
+fn patches_answered(cloud: &MockCloud, device: &str, status: u16) -> usize {
+    cloud
+        .log()
+        .records()
+        .iter()
+        .filter(|r| r.device.as_deref() == Some(device))
+        .filter(|r| matches!(&r.event, Event::TwinReported { status: s, .. } if *s == status))
+        .count()
+}
+
+/// SPEC §2: twin 429 / 5xx is `RequestTransient` — the connection stands and the request is
+/// retried. A PATCH answered 500 twice goes through on the third try; one answered 429 every
+/// time reaches the application as `Rejected` after `MAX_TRIES` (5) sends, on the same
+/// connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twin_requests_answered_429_or_5xx_are_retried_on_the_same_connection() {
+    use hubswap_mock_cloud::Fault;
+    use hubswap_mock_cloud::fault::{HubError, HubErrorMode};
+
+    init_tracing();
+    let cloud = cloud(1).await;
+    let id = "twin-retry-1";
+    let (client, _events) = builder(&cloud, id, DpsTransport::Mqtt).build().unwrap();
+    let mut status = client.status();
+    wait_status(&mut status, StatusKind::Connected).await;
+    let hub = cloud.device(id).unwrap().device.hub;
+    let fault = |status: u16, count: Option<u32>| {
+        Fault::HubError(HubError {
+            hub: hub.clone(),
+            mode: HubErrorMode::Twin,
+            status: Some(status),
+            device: Some(id.to_owned()),
+            count,
+            ..HubError::default()
+        })
+    };
+
+    cloud.apply(fault(500, Some(2))).await.unwrap();
+    let version = client
+        .report_properties(serde_json::json!({ "firmware": "1.2.3" }))
+        .await
+        .expect("the third try is accepted");
+    assert!(version.is_some(), "a $version comes back");
+    assert_eq!(patches_answered(&cloud, id, 500), 2);
+    assert_eq!(patches_answered(&cloud, id, 204), 1);
+
+    let id_429 = cloud.apply(fault(429, None)).await.unwrap();
+    let err = client
+        .report_properties(serde_json::json!({ "firmware": "1.2.4" }))
+        .await
+        .expect_err("throttled every time");
+    assert!(
+        matches!(err, hubswap_client::ClientError::Rejected { status: 429 }),
+        "{err:?}"
+    );
+    assert_eq!(
+        patches_answered(&cloud, id, 429),
+        5,
+        "MAX_TRIES sends in all"
+    );
+    assert_eq!(
+        connacks(&cloud, id, 0),
+        1,
+        "the connection stood throughout"
+    );
+    cloud.clear_fault(id_429).await.unwrap();
+    client.shutdown().await;
+    cloud.shutdown().await;
+}

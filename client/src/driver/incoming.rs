@@ -5,7 +5,7 @@
 use hubswap_spec::WireSignal;
 use rumqttc::{Publish, SubscribeReasonCode};
 
-use super::Driver;
+use super::{Answered, Driver};
 use crate::api::{C2dMessage, CommandRequest, DeviceEvent, Responder};
 use crate::builder::MAX_MESSAGE;
 use crate::hub::{HubEvent, HubEventKind};
@@ -102,10 +102,25 @@ impl Driver {
                     } else {
                         self.feed(&Event::signal(WireSignal::TwinStatus(status)));
                     }
-                } else if self.twin.answer(&rid, status, version, &p.payload) {
-                    self.feed(&Event::signal(WireSignal::TwinStatus(status)));
                 } else {
-                    tracing::debug!(rid, status, "a twin response to no pending request");
+                    match self.twin.answer(&rid, status, version, &p.payload) {
+                        Answered::Unknown => {
+                            tracing::debug!(rid, status, "a twin response to no pending request");
+                            return;
+                        }
+                        Answered::Done => {}
+                        Answered::Retry(q) => {
+                            let d = hubswap_spec::backoff(
+                                q.tries - 1,
+                                &self.s.spec.fast,
+                                None,
+                                self.rng.draw(),
+                            );
+                            tracing::debug!(rid, status, tries = q.tries, delay = ?d, "twin request will be retried");
+                            self.twin.hold(tokio::time::Instant::now() + d, q);
+                        }
+                    }
+                    self.feed(&Event::signal(WireSignal::TwinStatus(status)));
                 }
             }
             Incoming::DesiredPatch { version } => match parse_patch(&p.payload) {

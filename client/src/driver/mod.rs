@@ -33,7 +33,7 @@ use crate::machine::{ClientTimer, Event, Machine, State};
 use crate::outbox::Outbox;
 use crate::status::ConnectionStatus;
 use crate::wire::hub as topics;
-pub(crate) use twin::{TwinOp, TwinRequests};
+pub(crate) use twin::{Answered, TwinOp, TwinRequests};
 
 /// SplitMix64: the driver's jitter source, seeded once.
 #[derive(Debug)]
@@ -208,6 +208,7 @@ impl Driver {
             .chain(self.client_timers.values())
             .copied()
             .chain(ttl)
+            .chain(self.twin.next_release())
             .min()
     }
 
@@ -231,6 +232,7 @@ impl Driver {
             self.feed(&Event::ClientTimerFired(t));
         }
         self.outbox.expire(now);
+        self.twin.release_due(now);
     }
 
     /// Hands one event to the machine and performs its actions.
@@ -300,9 +302,9 @@ impl Driver {
             }
         }
         if matches!(self.m.state(), State::Ready { .. }) {
-            while let Some(op) = self.twin.next_waiting() {
+            while let Some(q) = self.twin.next_waiting() {
                 let rid = self.next_rid();
-                let (topic, body) = match &op {
+                let (topic, body) = match &q.op {
                     TwinOp::Get(_) => (topics::twin_get_topic(&rid), Vec::new()),
                     TwinOp::Patch { patch, .. } => (
                         topics::twin_patch_topic(&rid),
@@ -310,9 +312,9 @@ impl Driver {
                     ),
                 };
                 if self.publish(topic, body, None) {
-                    self.twin.mark_sent(rid, op);
+                    self.twin.mark_sent(rid, q);
                 } else {
-                    self.twin.push(op);
+                    self.twin.push_front(q);
                     break;
                 }
             }

@@ -333,11 +333,31 @@ impl HubSession {
     }
 
     fn twin_reported(&self, rid: &str, payload: &[u8]) -> Publish {
-        if let Some(status) = self.core.twin_error(&self.hub, &self.device) {
-            return self.twin_answer(rid, status, String::new());
-        }
         let patch = serde_json::from_slice::<Value>(payload).ok();
-        let (status, version, patch) = match patch {
+        // A hub-error `twin` fault answers with its status; nothing is applied.
+        let faulted = self.core.twin_error(&self.hub, &self.device);
+        let (status, version, patch) = match (faulted, patch) {
+            (Some(status), patch) => (status, None, patch.unwrap_or(Value::Null)),
+            (None, patch) => self.apply_reported(patch),
+        };
+        let event = Event::TwinReported {
+            hub: self.hub.clone(),
+            rid: rid.to_owned(),
+            status,
+            version,
+            patch,
+        };
+        self.core.log.record(Some(&self.device), event);
+        let topic = match version {
+            Some(v) => format!("$iothub/twin/res/{status}/?$rid={rid}&$version={v}"),
+            None => format!("$iothub/twin/res/{status}/?$rid={rid}"),
+        };
+        Publish::new(topic, QoS::AtMostOnce, Vec::new())
+    }
+
+    /// Applies a reported-properties patch: the status, the new `$version` and the patch.
+    fn apply_reported(&self, patch: Option<Value>) -> (u16, Option<u64>, Value) {
+        match patch {
             Some(Value::Object(obj)) => {
                 let version = self
                     .core
@@ -363,20 +383,7 @@ impl HubSession {
                 )
             }
             other => (400, None, other.unwrap_or(Value::Null)),
-        };
-        let event = Event::TwinReported {
-            hub: self.hub.clone(),
-            rid: rid.to_owned(),
-            status,
-            version,
-            patch,
-        };
-        self.core.log.record(Some(&self.device), event);
-        let topic = match version {
-            Some(v) => format!("$iothub/twin/res/{status}/?$rid={rid}&$version={v}"),
-            None => format!("$iothub/twin/res/{status}/?$rid={rid}"),
-        };
-        Publish::new(topic, QoS::AtMostOnce, Vec::new())
+        }
     }
 
     fn method_response(&self, status: i32, rid: &str, payload: &[u8]) {

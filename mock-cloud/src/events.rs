@@ -80,7 +80,26 @@ fn router_config() -> RouterConfig {
 }
 
 /// Starts the broker on `listen` (port 0: a free port) and the publisher.
+///
+/// Attaching the publisher's local link to a freshly spawned rumqttd router fails now and then
+/// under load (the router drops the link before acknowledging it: "Channel recv error"); the
+/// whole broker is then started again, up to three times.
 pub(crate) async fn start(core: Arc<Core>, listen: SocketAddr) -> Result<EventStream, Error> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match start_once(Arc::clone(&core), listen).await {
+            Err(Error::Config(e)) if tries < 3 && e.starts_with(LINK_ERROR) => {
+                tracing::warn!(error = %e, tries, "event broker link failed; starting the broker again");
+            }
+            other => return other,
+        }
+    }
+}
+
+const LINK_ERROR: &str = "event broker link: ";
+
+async fn start_once(core: Arc<Core>, listen: SocketAddr) -> Result<EventStream, Error> {
     if listen.port() != 0 {
         // rumqttd only logs a failed bind: find out first, and name the flag.
         drop(StdListener::bind(listen).map_err(|e| bind_error(listen, e))?);
@@ -118,13 +137,21 @@ pub(crate) async fn start(core: Arc<Core>, listen: SocketAddr) -> Result<EventSt
             .map_err(|e| e.to_string())
     })
     .await
-    .map_err(|e| Error::Config(format!("event broker link: {e}")))?;
-    let (mut link_tx, mut link_rx, _) =
-        built.map_err(|e| Error::Config(format!("event broker link: {e}")))?;
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    let (mut link_tx, mut link_rx, _) = match built {
+        Ok(link) => link,
+        Err(e) => {
+            // Free the listener (a fixed port is needed again by the next try).
+            server.abort();
+            let _ = server.await;
+            return Err(Error::Config(format!("{LINK_ERROR}{e}")));
+        }
+    };
     let drain = tokio::spawn(async move { while let Ok(Some(_)) = link_rx.next().await {} });
     let publisher = tokio::spawn(async move {
         let mut rx = core.log.subscribe();
-        let mut next = core.log.since(0).last().map_or(0, |r| r.seq + 1);
+        let mut next = core.log.next_seq();
         loop {
             let batch = tokio::select! {
                 () = core.shutdown.cancelled() => return,

@@ -73,7 +73,8 @@ struct Args {
     spec_config: Option<PathBuf>,
     /// Fleet pacing (SPEC §4.1): `DEVICES:REGISTRATIONS_PER_MINUTE`, the fleet that may
     /// re-register together and the DPS quota; spreads a hub failure's DPS registrations over
-    /// N/R plus 10 %. Applied on top of `--time-scale` or `--spec-config`.
+    /// N/R plus 10 %, in wall-clock time (not divided by `--time-scale`); overrides the spread
+    /// of `--spec-config`.
     #[arg(long, value_name = "N:R", value_parser = parse_pacing)]
     pace_for_fleet: Option<(u32, u32)>,
     /// Send no telemetry (for idle measurements).
@@ -159,13 +160,8 @@ fn configure(args: &Args) -> Result<DeviceClientBuilder, Box<dyn std::error::Err
         hubswap_spec::Config::default().scaled_down(args.time_scale)
     };
     if let Some((n, r)) = args.pace_for_fleet {
-        let scale = if args.spec_config.is_some() {
-            1
-        } else {
-            args.time_scale.max(1)
-        };
-        let spread = timing.clone().paced_for_fleet(n, r).reprovision_spread / scale;
-        timing.reprovision_spread = spread;
+        // DPS quotas are wall-clock rates, so the spread is not divided by `--time-scale`.
+        timing = timing.paced_for_fleet(n, r);
     }
     b = b.timing(timing);
     b = match (&args.group_key, &args.device_key) {

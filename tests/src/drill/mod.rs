@@ -103,15 +103,9 @@ impl DrillArgs {
         if !self.pace {
             return scaled;
         }
-        // The throttle window is wall-clock time, so the spread is not scaled down.
+        // The throttle window is wall-clock time, so the spread is sized after scaling.
         let moving = u32::try_from(self.devices.div_ceil(2)).unwrap_or(u32::MAX);
-        let spread = Config::default()
-            .paced_for_fleet(moving, self.registrations_per_minute)
-            .reprovision_spread;
-        Config {
-            reprovision_spread: spread,
-            ..scaled
-        }
+        scaled.paced_for_fleet(moving, self.registrations_per_minute)
     }
 }
 

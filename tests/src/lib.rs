@@ -11,6 +11,7 @@
 //! | [`refinement`] | the client's statig machine against `spec::step` under random, adversarial input sequences |
 //! | [`runner`] | grades a device program: mock cloud, scenarios, report |
 //! | [`report`] | the per-guarantee report: terminal, JSON, JUnit XML |
+//! | [`sim`] | the fleet simulator: the spec's policy (and emulations of others) for up to 1M devices in virtual time |
 //!
 //! The randomised refinement suite runs with `cargo test -p hubswap-conformance --test refinement`.
 
@@ -20,6 +21,7 @@ pub mod e2e;
 pub mod refinement;
 pub mod report;
 pub mod runner;
+pub mod sim;
 
 /// The README's Rust examples, compiled as doctests.
 #[cfg(doctest)]

@@ -33,6 +33,8 @@ enum Command {
     Run(RunArgs),
     /// A fleet failover drill with a recovery report (terminal, report.json, report.html).
     Drill(hubswap_conformance::drill::DrillArgs),
+    /// The fleet simulator: a scenario x policy x fleet size in virtual time (or --matrix).
+    Simulate(hubswap_conformance::sim::cli::SimulateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -164,6 +166,9 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(a) => run(a).await,
         Command::Drill(a) => drill(a).await,
+        Command::Simulate(a) => hubswap_conformance::sim::cli::run(&a)
+            .map(|_| true)
+            .map_err(|e| e.to_string()),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,0 +1,552 @@
+//! The event loop: every device's policy against the cloud model, in virtual time.
+
+use hubswap_spec::{Action, Assignment, Command, DpsReply, Draw, Env, Input, Millis, WireSignal};
+use rand_core::{RngCore, SeedableRng};
+use rand_pcg::Pcg32;
+
+use super::cloud::{Admission, CloudParams, Hub, HubDown, Window};
+use super::policy::Policy;
+use super::queue::{Ev, Queue};
+use super::scenario::{Change, Plan, ScenarioParams, Setup, Target, in_subset, timeline_end};
+use super::stats::{Stats, Status};
+
+/// No hub: the device holds no connection.
+const NONE: u8 = u8::MAX;
+/// The DPS operation ends `failed` (the device is blocked).
+const FAILED: u8 = u8::MAX;
+/// Flags of [`Dev::flags`].
+const DISABLED: u8 = 1;
+const BLOCKED: u8 = 2;
+const SUBSET: u8 = 4;
+const MOVED: u8 = 8;
+
+/// The timeline starts one token lifetime into virtual time, so that a warm fleet's tokens can
+/// have been minted before it.
+pub(crate) const T0: u64 = 3_600_000;
+
+/// What the simulator keeps per device besides the policy's state.
+#[derive(Debug)]
+pub(crate) struct Dev {
+    rng: Pcg32,
+    /// The current attempt; an answer to an older one is dropped.
+    seq: u32,
+    /// The DPS operation this device last created, when it is done, and where it points.
+    op: u32,
+    op_ready: u64,
+    op_hub: u8,
+    /// The operation the poll in flight asks about.
+    poll_op: u32,
+    poll_window_start: u64,
+    polls_in_window: u8,
+    /// The hub holding this device's connection, or [`NONE`].
+    link: u8,
+    pub(crate) status: Status,
+    /// Where DPS allocates the device now, and where it first did.
+    home: u8,
+    pub(crate) first_home: u8,
+    flags: u8,
+    token_exp: u64,
+    pub(crate) counts: super::stats::DeviceCounts,
+}
+
+/// One simulation in progress.
+pub(crate) struct Engine<'a, P: Policy> {
+    policy: &'a P,
+    cloud: &'a CloudParams,
+    plan: &'a Plan,
+    states: Vec<P::State>,
+    pub(crate) devs: Vec<Dev>,
+    hubs: Vec<Hub>,
+    hub_names: Vec<String>,
+    register_quota: Window,
+    poll_quota: Window,
+    dps_outage: bool,
+    auth_blip: bool,
+    uplink_down: bool,
+    q: Queue,
+    rng: Pcg32,
+    now: u64,
+    out: Vec<Action>,
+    warm_accept: bool,
+    pub(crate) stats: Stats,
+}
+
+impl<'a, P: Policy> Engine<'a, P> {
+    /// A fleet of `n` devices, set up as the plan says.
+    pub(crate) fn new(
+        policy: &'a P,
+        cloud: &'a CloudParams,
+        scenario: &ScenarioParams,
+        plan: &'a Plan,
+        n: u32,
+        seed: u64,
+    ) -> Self {
+        let hubs = cloud.hubs.max(1);
+        let devs = (0..n)
+            .map(|i| {
+                let home = u8::try_from(i % u32::from(hubs)).unwrap_or(0);
+                Dev {
+                    rng: Pcg32::new(seed, u64::from(i)),
+                    seq: 0,
+                    op: 0,
+                    op_ready: 0,
+                    op_hub: home,
+                    poll_op: 0,
+                    poll_window_start: 0,
+                    polls_in_window: 0,
+                    link: NONE,
+                    status: Status::Idle,
+                    home,
+                    first_home: home,
+                    flags: if in_subset(i, scenario.device_percent) {
+                        SUBSET
+                    } else {
+                        0
+                    },
+                    token_exp: 0,
+                    counts: super::stats::DeviceCounts::default(),
+                }
+            })
+            .collect::<Vec<_>>();
+        let mut e = Self {
+            policy,
+            cloud,
+            plan,
+            states: Vec::with_capacity(devs.len()),
+            hubs: (0..hubs).map(|_| Hub::new(cloud)).collect(),
+            hub_names: (0..hubs).map(|h| format!("hub-{h}")).collect(),
+            register_quota: Window::new(cloud.registrations_per_minute),
+            poll_quota: Window::new(cloud.polls_per_minute),
+            dps_outage: false,
+            auth_blip: false,
+            uplink_down: false,
+            q: Queue::default(),
+            rng: Pcg32::seed_from_u64(seed ^ 0x5EED_C10D),
+            now: 0,
+            out: Vec::new(),
+            warm_accept: false,
+            stats: Stats::new(n, hubs, plan.incidents.len()),
+            devs,
+        };
+        e.setup();
+        e
+    }
+
+    fn setup(&mut self) {
+        let cold = self.plan.setup == Setup::Cold;
+        for d in 0..self.devs.len() {
+            let cache = (!cold).then(|| self.assignment(self.devs[d].home, d));
+            self.states.push(self.policy.init(cache));
+        }
+        let spread = match self.plan.setup {
+            Setup::Cold => {
+                for d in 0..self.n() {
+                    self.q.push(T0, Ev::Boot(d));
+                }
+                return;
+            }
+            Setup::Warm => super::ms(self.policy.renew_after()),
+            Setup::WarmTogether => 60_000,
+        };
+        for d in 0..self.n() {
+            let back = draw_below(&mut self.devs[d as usize].rng, spread);
+            self.now = T0 - back.min(T0);
+            self.warm_accept = true;
+            self.feed(d, Input::Command(Command::Start));
+            self.warm_accept = false;
+            let dev = &mut self.devs[d as usize];
+            dev.link = dev.home;
+            let seq = dev.seq;
+            let exp = dev.token_exp;
+            self.set_status(d, Status::Connected);
+            if self.cloud.enforce_expiry {
+                self.q.push(exp, Ev::Expire { dev: d, seq });
+            }
+            self.feed(d, Input::Signal(WireSignal::ConnAck(0)));
+            self.devs[d as usize].counts = super::stats::DeviceCounts::default();
+        }
+        self.now = 0;
+    }
+
+    fn n(&self) -> u32 {
+        u32::try_from(self.devs.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Runs to the end: every device connected after the last fault step, or the horizon.
+    pub(crate) fn run(&mut self, horizon_ms: u64, progress: &mut dyn FnMut(u64)) {
+        for (i, (at, _)) in self.plan.steps.iter().enumerate() {
+            self.q
+                .push(T0 + at, Ev::Step(u16::try_from(i).unwrap_or(u16::MAX)));
+        }
+        let last = T0 + super::ms(timeline_end(self.plan));
+        let end = last + horizon_ms;
+        let steps = self.plan.steps.len();
+        let mut done = 0;
+        while let Some((at, ev)) = self.q.pop() {
+            if at > end {
+                self.now = end;
+                break;
+            }
+            self.now = at;
+            self.stats.advance(at);
+            self.stats.events += 1;
+            if self.stats.events % (1 << 16) == 0 {
+                progress(at.saturating_sub(T0) / 1000);
+            }
+            done += usize::from(matches!(ev, Ev::Step(_)));
+            self.handle(ev);
+            if done == steps && self.stats.connected() == self.devs.len() {
+                break;
+            }
+        }
+        self.stats.finish(self.now, self.q.len());
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Boot(d) => self.feed(d, Input::Command(Command::Start)),
+            Ev::Timer(d, t) => self.feed(d, Input::TimerFired(t)),
+            Ev::DpsArrive { dev, seq, poll } => self.dps(dev, seq, poll),
+            Ev::HubArrive { dev, seq, hub } => self.hub_arrive(dev, seq, hub),
+            Ev::HubServe { dev, seq, hub } => self.hub_serve(dev, seq, hub),
+            Ev::Expire { dev, seq } => {
+                let d = &self.devs[dev as usize];
+                if d.seq == seq && d.link != NONE {
+                    self.drop_link(dev);
+                }
+            }
+            Ev::Step(i) => {
+                if let Some(&(_, change)) = self.plan.steps.get(usize::from(i)) {
+                    self.change(change);
+                }
+            }
+        }
+    }
+
+    /// Hands one input to device `d`'s policy and performs its actions.
+    fn feed(&mut self, d: u32, input: Input) {
+        let dev = &mut self.devs[d as usize];
+        let env = Env {
+            now: Millis(self.now),
+            draw: Draw(dev.rng.next_u32()),
+        };
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        self.policy
+            .step(&mut self.states[d as usize], &input, env, &mut out);
+        for a in out.drain(..) {
+            self.act(d, a);
+        }
+        self.out = out;
+    }
+
+    fn act(&mut self, d: u32, a: Action) {
+        let now = self.now;
+        match a {
+            Action::Register | Action::Poll { .. } => {
+                let poll = matches!(a, Action::Poll { .. });
+                let dev = &mut self.devs[d as usize];
+                dev.seq += 1;
+                if let Action::Poll { operation } = &a {
+                    dev.poll_op = parse_operation(operation).unwrap_or(u32::MAX);
+                    dev.counts.polls += 1;
+                } else {
+                    dev.counts.registers += 1;
+                }
+                let seq = dev.seq;
+                self.set_status(d, Status::Dps);
+                let at = now + self.latency(self.cloud.dps_latency_ms);
+                self.q.push(at, Ev::DpsArrive { dev: d, seq, poll });
+            }
+            Action::MintToken { expires_at } => self.devs[d as usize].token_exp = expires_at.0,
+            Action::ConnectHub(assignment) => {
+                let hub = self
+                    .hub_names
+                    .iter()
+                    .position(|h| *h == assignment.hub)
+                    .and_then(|h| u8::try_from(h).ok())
+                    .unwrap_or(NONE);
+                let dev = &mut self.devs[d as usize];
+                dev.seq += 1;
+                dev.counts.connects += 1;
+                let seq = dev.seq;
+                self.set_status(d, Status::Connecting);
+                if !self.warm_accept {
+                    let at = now + self.latency(self.cloud.hub_latency_ms);
+                    self.q.push(at, Ev::HubArrive { dev: d, seq, hub });
+                }
+            }
+            Action::Close => {
+                let dev = &mut self.devs[d as usize];
+                dev.seq += 1;
+                dev.link = NONE;
+                self.set_status(d, Status::Waiting);
+            }
+            Action::ArmTimer { timer, at } => self.q.push(at.0.max(now), Ev::Timer(d, timer)),
+            Action::InvalidateAssignment => self.devs[d as usize].counts.invalidations += 1,
+            Action::CancelTimer(_) | Action::PersistAssignment(_) => {}
+        }
+    }
+
+    fn latency(&mut self, (lo, hi): (u64, u64)) -> u64 {
+        let span = hi.saturating_sub(lo);
+        lo + draw_below(&mut self.rng, span + 1)
+    }
+
+    fn set_status(&mut self, d: u32, s: Status) {
+        let dev = &mut self.devs[d as usize];
+        let old = dev.status;
+        dev.status = s;
+        let target = (dev.first_home, dev.flags & SUBSET != 0);
+        self.stats.status_changed(d, old, s, target, self.now);
+    }
+
+    fn answer(&mut self, d: u32, signal: WireSignal) {
+        self.set_status(d, Status::Waiting);
+        self.feed(d, Input::Signal(signal));
+    }
+
+    fn dps(&mut self, d: u32, seq: u32, poll: bool) {
+        let now = self.now;
+        if self.devs[d as usize].seq != seq || self.uplink_down {
+            return;
+        }
+        self.stats.dps_request(now, poll);
+        let status = |status, retry_after: Option<u32>| {
+            WireSignal::Dps(DpsReply::Status {
+                status,
+                retry_after: retry_after.map(|s| std::time::Duration::from_secs(u64::from(s))),
+            })
+        };
+        if self.dps_outage {
+            self.stats.dps_error(now);
+            return self.answer(d, status(503, None));
+        }
+        let assigning = |dev: &Dev, ra: u32| {
+            WireSignal::Dps(DpsReply::Assigning {
+                operation: format!("{d}-{}", dev.op),
+                retry_after: Some(std::time::Duration::from_secs(u64::from(ra))),
+            })
+        };
+        let ra = self.cloud.assigning_retry_after_secs;
+        if !poll {
+            if let Err(wait) = self.register_quota.admit(now) {
+                self.stats.dps_throttled(now);
+                return self.answer(d, status(429, Some(wait)));
+            }
+            self.stats.dps_admitted(now);
+            let dev = &mut self.devs[d as usize];
+            dev.op += 1;
+            dev.op_ready = now + self.cloud.assign_ms;
+            dev.op_hub = if dev.flags & BLOCKED == 0 {
+                dev.home
+            } else {
+                FAILED
+            };
+            let reply = assigning(dev, ra);
+            return self.answer(d, reply);
+        }
+        let window = u64::from(self.cloud.poll_window_secs) * 1000;
+        let dev = &mut self.devs[d as usize];
+        if now >= dev.poll_window_start + window {
+            dev.poll_window_start = now;
+            dev.polls_in_window = 0;
+        }
+        if u32::from(dev.polls_in_window) >= self.cloud.polls_per_device {
+            let wait = (dev.poll_window_start + window - now).div_ceil(1000).max(1);
+            self.stats.dps_throttled(now);
+            return self.answer(d, status(429, u32::try_from(wait).ok()));
+        }
+        dev.polls_in_window = dev.polls_in_window.saturating_add(1);
+        if let Err(wait) = self.poll_quota.admit(now) {
+            self.stats.dps_throttled(now);
+            return self.answer(d, status(429, Some(wait)));
+        }
+        let dev = &self.devs[d as usize];
+        let reply = if dev.poll_op != dev.op {
+            status(404, None)
+        } else if now < dev.op_ready {
+            assigning(dev, ra)
+        } else if dev.op_hub == FAILED {
+            WireSignal::Dps(DpsReply::Failed {
+                error_code: 400_209,
+            })
+        } else {
+            WireSignal::Dps(DpsReply::Assigned(self.assignment(dev.op_hub, d as usize)))
+        };
+        self.answer(d, reply);
+    }
+
+    fn assignment(&self, hub: u8, d: usize) -> Assignment {
+        Assignment {
+            hub: self.hub_names[usize::from(hub)].clone(),
+            device_id: format!("d{d}"),
+        }
+    }
+
+    fn hub_arrive(&mut self, d: u32, seq: u32, hub: u8) {
+        if self.devs[d as usize].seq != seq || self.uplink_down {
+            return;
+        }
+        let Some(h) = self.hubs.get_mut(usize::from(hub)) else {
+            return; // an unknown host: nothing answers
+        };
+        self.stats.hub_connect(self.now, hub);
+        if h.down == HubDown::Unreachable {
+            return;
+        }
+        match h.admit(self.now) {
+            Admission::Refuse => {
+                self.stats.throttle_refusals += 1;
+                self.answer(d, WireSignal::ConnAck(3));
+            }
+            Admission::ServeAt(t) if t <= self.now => self.hub_serve(d, seq, hub),
+            Admission::ServeAt(t) => self.q.push(t, Ev::HubServe { dev: d, seq, hub }),
+        }
+    }
+
+    fn hub_serve(&mut self, d: u32, seq: u32, hub: u8) {
+        let dev = &self.devs[d as usize];
+        let down = self.hubs[usize::from(hub)].down;
+        if dev.seq != seq || self.uplink_down || down == HubDown::Unreachable {
+            return;
+        }
+        let expired = self.cloud.enforce_expiry && dev.token_exp <= self.now;
+        let code = if down == HubDown::Error500 {
+            3
+        } else if self.auth_blip || dev.flags & BLOCKED != 0 {
+            5
+        } else if dev.home != hub || dev.flags & DISABLED != 0 {
+            3
+        } else if expired {
+            5
+        } else {
+            0
+        };
+        if code != 0 {
+            return self.answer(d, WireSignal::ConnAck(code));
+        }
+        let exp = dev.token_exp;
+        self.devs[d as usize].link = hub;
+        self.set_status(d, Status::Connected);
+        if self.cloud.enforce_expiry {
+            self.q.push(exp, Ev::Expire { dev: d, seq });
+        }
+        self.feed(d, Input::Signal(WireSignal::ConnAck(0)));
+    }
+
+    /// The hub closes device `d`'s connection.
+    fn drop_link(&mut self, d: u32) {
+        self.devs[d as usize].link = NONE;
+        self.set_status(d, Status::Waiting);
+        self.feed(d, Input::Signal(WireSignal::ConnectionLost));
+    }
+
+    /// Drops every connection for which `pred(dev)` holds, after `update(dev)`.
+    fn each(&mut self, pred: impl Fn(&Dev) -> bool, update: impl Fn(&mut Dev)) {
+        for d in 0..self.n() {
+            let dev = &mut self.devs[d as usize];
+            let linked = dev.link != NONE && pred(dev);
+            update(dev);
+            if linked {
+                self.drop_link(d);
+            }
+        }
+    }
+
+    fn change(&mut self, c: Change) {
+        match c {
+            Change::IncidentStart(i) => {
+                let target = self.plan.incidents[i].target;
+                self.stats.incident_start(i, self.now, target, &self.devs);
+            }
+            Change::IncidentClear(i) => self.stats.incident_clear(i, self.now),
+            Change::Failover { from, to } => self.each(
+                |d| d.home == from && d.link == from,
+                |d| {
+                    if d.home == from {
+                        d.home = to;
+                        d.flags |= MOVED;
+                    }
+                },
+            ),
+            Change::Failback { from, to } => self.each(
+                |d| d.flags & MOVED != 0 && d.link == to,
+                |d| {
+                    if d.flags & MOVED != 0 {
+                        d.home = from;
+                        d.flags &= !MOVED;
+                    }
+                },
+            ),
+            Change::Hub(h, down) => {
+                if let Some(hub) = self.hubs.get_mut(usize::from(h)) {
+                    hub.down = down;
+                }
+                if down != HubDown::Up {
+                    self.each(|d| d.link == h, |_| {});
+                }
+            }
+            Change::Disable(on) => self.flag(DISABLED, on),
+            Change::Block(on) => self.flag(BLOCKED, on),
+            Change::AuthBlip(on) => {
+                self.auth_blip = on;
+                if on {
+                    self.each(|_| true, |_| {});
+                }
+            }
+            Change::DpsOutage(on) => self.dps_outage = on,
+            Change::UplinkDown(on) => {
+                self.uplink_down = on;
+                if on {
+                    self.each(|_| true, |_| {});
+                }
+            }
+            Change::DropAll => self.each(|_| true, |_| {}),
+        }
+    }
+
+    /// Sets or clears `flag` on the subset, dropping the subset's connections when set.
+    fn flag(&mut self, flag: u8, on: bool) {
+        self.each(
+            |d| on && d.flags & SUBSET != 0,
+            |d| {
+                if d.flags & SUBSET != 0 {
+                    if on {
+                        d.flags |= flag;
+                    } else {
+                        d.flags &= !flag;
+                    }
+                }
+            },
+        );
+    }
+}
+
+/// Whether device `first_home`/`subset` is one of the incident's targets.
+pub(crate) fn targeted(target: Target, first_home: u8, subset: bool) -> bool {
+    match target {
+        Target::All => true,
+        Target::Hub(h) => first_home == h,
+        Target::Subset => subset,
+    }
+}
+
+/// Whether a device is in the scenario's subset.
+pub(crate) fn in_the_subset(dev: &Dev) -> bool {
+    dev.flags & SUBSET != 0
+}
+
+/// The operation number in an operation id `"{device}-{n}"`.
+fn parse_operation(op: &str) -> Option<u32> {
+    op.rsplit_once('-')?.1.parse().ok()
+}
+
+/// A uniform draw in `0..bound` (0 when `bound` is 0).
+fn draw_below(rng: &mut Pcg32, bound: u64) -> u64 {
+    if bound == 0 {
+        return 0;
+    }
+    let wide = u128::from(rng.next_u64()) * u128::from(bound);
+    u64::try_from(wide >> 64).unwrap_or(0)
+}

@@ -1,0 +1,163 @@
+//! The policies a simulated device can run, behind one small trait.
+//!
+//! Every policy speaks the spec's vocabulary: it is handed [`Input`]s (commands, timer firings,
+//! wire signals) with the time and a random draw, and answers with [`Action`]s. hubswap's policy
+//! *is* `hubswap_spec::step`; the others are emulations of what the official SDKs and samples
+//! do ([`super::emulation`]), each labelled with its parameters and their source.
+
+use std::time::Duration;
+
+use clap::ValueEnum;
+use hubswap_spec::{Action, Assignment, Config, Env, Input, State};
+use serde::Serialize;
+
+use super::emulation::{self, Emulated};
+
+/// What a report says about the policy it ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyInfo {
+    /// The name used on the command line.
+    pub name: String,
+    /// What it is, with its parameters.
+    pub label: String,
+    /// Where the parameters come from.
+    pub source: String,
+}
+
+/// A device's retry policy, as the simulator drives it.
+pub trait Policy {
+    /// What the policy remembers per device.
+    type State;
+    /// The policy's name, parameters and sources.
+    fn info(&self) -> PolicyInfo;
+    /// The state before `Command::Start`, with the cache as the device's store holds it.
+    fn init(&self, cache: Option<Assignment>) -> Self::State;
+    /// One input at `env.now`; the actions go to `out`, in order.
+    fn step(&self, state: &mut Self::State, input: &Input, env: Env, out: &mut Vec<Action>);
+    /// How long after minting a token the device reconnects to renew it.
+    fn renew_after(&self) -> Duration;
+}
+
+/// hubswap's policy: `hubswap_spec::step` itself, with a validated config.
+#[derive(Debug, Clone)]
+pub struct Hubswap {
+    /// The config every device runs.
+    pub config: Config,
+    /// `hubswap` or `hubswap-paced`.
+    pub name: &'static str,
+}
+
+impl Policy for Hubswap {
+    type State = State;
+
+    fn info(&self) -> PolicyInfo {
+        let c = &self.config;
+        let pacing = if c.reprovision_spread.is_zero() {
+            String::from("no fleet pacing")
+        } else {
+            format!(
+                "fleet pacing: the registration after a hub failure spread over {:.0} s (SPEC 4.1)",
+                c.reprovision_spread.as_secs_f64()
+            )
+        };
+        PolicyInfo {
+            name: self.name.to_owned(),
+            label: format!(
+                "hubswap_spec::step: full jitter {:.1} s..{:.0} s, DPS after {} unreachable / {} CONNACK 1/3, \
+                 fresh-token retry on CONNACK 5, blocked profile {:.0} s..{:.0} s, retry-after + 0..{:.0} s, {pacing}",
+                c.fast.floor.as_secs_f64(),
+                c.fast.cap.as_secs_f64(),
+                c.unreachable_threshold,
+                c.unavailable_threshold,
+                c.slow.floor.as_secs_f64(),
+                c.slow.cap.as_secs_f64(),
+                c.retry_after_jitter.as_secs_f64(),
+            ),
+            source: String::from("spec/SPEC.md; the policy itself, not an emulation"),
+        }
+    }
+
+    fn init(&self, cache: Option<Assignment>) -> State {
+        State::new(cache)
+    }
+
+    fn step(&self, state: &mut State, input: &Input, env: Env, out: &mut Vec<Action>) {
+        let next = hubswap_spec::step(&self.config, state, input, env);
+        *state = next.state;
+        out.extend(next.actions);
+    }
+
+    fn renew_after(&self) -> Duration {
+        self.config.renew_after()
+    }
+}
+
+/// Every policy the simulator knows, by command-line name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyName {
+    /// hubswap's spec with its defaults (or `--spec-config`).
+    Hubswap,
+    /// hubswap's spec told the fleet: `Config::paced_for_fleet(devices per hub, R)`.
+    HubswapPaced,
+    /// Emulation: the C SDK's default retry policy, re-provisioning after 10 hub failures.
+    CSdk,
+    /// Emulation: the C# SDK v1 default retry policy.
+    Csharp,
+    /// Emulation: the Python SDK's re-provisioning sample.
+    PythonSample,
+    /// Emulation: IoT Central's high-availability samples (DPS on every disconnect).
+    HaSample,
+    /// Emulation: IoT Central's device bridge.
+    DeviceBridge,
+    /// Emulation: SDK retries only, never re-provisions.
+    SdkOnly,
+}
+
+impl PolicyName {
+    /// Every policy, in report order.
+    pub const ALL: [Self; 8] = [
+        Self::Hubswap,
+        Self::HubswapPaced,
+        Self::CSdk,
+        Self::Csharp,
+        Self::PythonSample,
+        Self::HaSample,
+        Self::DeviceBridge,
+        Self::SdkOnly,
+    ];
+
+    /// The command-line name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hubswap => "hubswap",
+            Self::HubswapPaced => "hubswap-paced",
+            Self::CSdk => "c-sdk",
+            Self::Csharp => "csharp",
+            Self::PythonSample => "python-sample",
+            Self::HaSample => "ha-sample",
+            Self::DeviceBridge => "device-bridge",
+            Self::SdkOnly => "sdk-only",
+        }
+    }
+
+    /// The emulation's rules, or `None` for hubswap's own policy.
+    pub fn emulation(self) -> Option<Emulated> {
+        let rules = match self {
+            Self::Hubswap | Self::HubswapPaced => return None,
+            Self::CSdk => emulation::c_sdk(),
+            Self::Csharp => emulation::csharp(),
+            Self::PythonSample => emulation::python_sample(),
+            Self::HaSample => emulation::ha_sample(),
+            Self::DeviceBridge => emulation::device_bridge(),
+            Self::SdkOnly => emulation::sdk_only(),
+        };
+        Some(Emulated::new(rules))
+    }
+}
+
+impl std::fmt::Display for PolicyName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

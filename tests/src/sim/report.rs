@@ -1,0 +1,512 @@
+//! A simulation's report: what it cost DPS and the hubs, and how fast the fleet recovered,
+//! built from a finished run and rendered for a terminal (JSON is its serde form).
+
+use std::fmt::Write as _;
+
+use hubswap_spec::Config;
+use serde::Serialize;
+
+use super::cloud::CloudParams;
+use super::engine::{Dev, T0};
+use super::policy::PolicyInfo;
+use super::scenario::{Floor, Plan, ScenarioName, ScenarioParams, Target};
+use super::stats::{DOWN, Stats, Status, UNAFFECTED};
+
+/// Mean, 99th percentile and maximum of a per-device count.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Dist {
+    /// Mean.
+    pub mean: f64,
+    /// 99th percentile (nearest rank).
+    pub p99: u32,
+    /// Maximum.
+    pub max: u32,
+}
+
+impl Dist {
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "request counts and fleet sizes far below 2^52"
+    )]
+    fn of(mut xs: Vec<u32>) -> Self {
+        if xs.is_empty() {
+            return Self {
+                mean: 0.0,
+                p99: 0,
+                max: 0,
+            };
+        }
+        xs.sort_unstable();
+        let sum: u64 = xs.iter().map(|&x| u64::from(x)).sum();
+        let rank = (xs.len() * 99).div_ceil(100).max(1) - 1;
+        Self {
+            mean: sum as f64 / xs.len() as f64,
+            p99: xs[rank],
+            max: xs[xs.len() - 1],
+        }
+    }
+}
+
+/// What the fleet cost DPS.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DpsFigures {
+    /// Register requests per device.
+    pub registrations: Dist,
+    /// Operation polls per device.
+    pub polls: Dist,
+    /// Both, per device.
+    pub requests: Dist,
+    /// Devices that deleted their cached assignment at least once.
+    pub devices_deleted_cache: usize,
+    /// Requests that reached DPS.
+    pub total_requests: u64,
+    /// Of those, answered 429.
+    pub answered_429: u64,
+    /// Of those, answered 5xx.
+    pub answered_5xx: u64,
+    /// `answered_429 / total_requests`.
+    pub throttled_share: f64,
+    /// The most requests (registers + polls) reaching DPS in any 60 s.
+    pub peak_requests_per_minute: u64,
+    /// The most register requests reaching DPS in any 60 s.
+    pub peak_registrations_per_minute: u64,
+    /// The register quota (per minute).
+    pub registration_quota: u32,
+    /// The poll quota (per minute).
+    pub poll_quota: u32,
+}
+
+/// What the fleet cost the hubs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HubFigures {
+    /// CONNECT attempts per device.
+    pub connects: Dist,
+    /// The most CONNECTs reaching one hub in one second.
+    pub peak_connects_per_second: u32,
+    /// Each hub's rate.
+    pub throttle_per_second: u32,
+    /// CONNECTs refused with CONNACK 3 because the hub's queue was full.
+    pub refused_by_throttle: u64,
+}
+
+/// One incident's recovery.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentFigures {
+    /// Its name.
+    pub name: String,
+    /// Which devices it is about.
+    pub target: Target,
+    /// When its fault cleared (s from the timeline's start).
+    pub clear_at_secs: f64,
+    /// Targets that were disconnected during it.
+    pub affected: usize,
+    /// Of those, connected again by the end.
+    pub recovered: usize,
+    /// Time from the fault clearing until 50 / 99 / 100 % of the affected were connected again
+    /// (s); `None` when that share never was.
+    pub p50_secs: Option<f64>,
+    /// See `p50_secs`.
+    pub t99_secs: Option<f64>,
+    /// See `p50_secs`.
+    pub t100_secs: Option<f64>,
+    /// A lower bound on `t100_secs` that no policy can beat.
+    pub floor_secs: f64,
+    /// How the floor is computed.
+    pub floor_formula: String,
+    /// N/R for the affected devices (s): a reference, not a floor (the sliding window admits
+    /// R at once).
+    pub n_over_r_secs: f64,
+}
+
+/// The time series behind the charts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timeline {
+    /// Seconds per point.
+    pub step_secs: u64,
+    /// Start of each point (s from the timeline's start).
+    pub t: Vec<u64>,
+    /// Devices per status at the end of each point, as `(status, series)`.
+    pub states: Vec<(String, Vec<u32>)>,
+    /// DPS requests per second (average over the point).
+    pub dps_per_second: Vec<f64>,
+    /// DPS answers 429 per second.
+    pub throttled_per_second: Vec<f64>,
+    /// The fault steps: (s, what).
+    pub marks: Vec<(f64, String)>,
+}
+
+/// One simulation's report. The same inputs give the same report, byte for byte.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimReport {
+    /// The scenario.
+    pub scenario: ScenarioName,
+    /// What happens in it.
+    pub what: String,
+    /// The policy.
+    pub policy: PolicyInfo,
+    /// The spec config, when the policy is hubswap's.
+    pub spec_config: Option<Config>,
+    /// Devices.
+    pub devices: u32,
+    /// The seed.
+    pub seed: u64,
+    /// The cloud model.
+    pub cloud: CloudParams,
+    /// The scenario's parameters.
+    pub params: ScenarioParams,
+    /// Virtual time simulated from the timeline's start (s).
+    pub simulated_secs: f64,
+    /// Events processed.
+    pub events: u64,
+    /// DPS figures.
+    pub dps: DpsFigures,
+    /// Hub figures.
+    pub hub: HubFigures,
+    /// Recovery per incident.
+    pub incidents: Vec<IncidentFigures>,
+    /// Devices not connected when the run ended.
+    pub not_connected_at_end: usize,
+    /// The charts' data.
+    pub timeline: Timeline,
+}
+
+/// What [`build`] reads.
+pub(crate) struct Run<'a> {
+    pub(crate) scenario: ScenarioName,
+    pub(crate) plan: &'a Plan,
+    pub(crate) policy: PolicyInfo,
+    pub(crate) spec_config: Option<Config>,
+    pub(crate) seed: u64,
+    pub(crate) cloud: &'a CloudParams,
+    pub(crate) params: &'a ScenarioParams,
+    pub(crate) stats: &'a Stats,
+    pub(crate) devs: &'a [Dev],
+}
+
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "virtual milliseconds far below 2^52"
+)]
+fn secs(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// The most of `f(bin)` in any 60 consecutive seconds.
+fn peak_minute(stats: &Stats, f: impl Fn(&super::stats::Bin) -> u32) -> u64 {
+    let xs: Vec<u64> = stats.bins.iter().map(|b| u64::from(f(b))).collect();
+    let mut sum = 0;
+    let mut peak = 0;
+    for (i, x) in xs.iter().enumerate() {
+        sum += x;
+        if i >= 60 {
+            sum -= xs[i - 60];
+        }
+        peak = peak.max(sum);
+    }
+    peak
+}
+
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "device counts and rates far below 2^52"
+)]
+pub(crate) fn build(r: &Run<'_>) -> SimReport {
+    let s = r.stats;
+    let col = |f: fn(&super::stats::DeviceCounts) -> u32| -> Vec<u32> {
+        r.devs.iter().map(|d| f(&d.counts)).collect()
+    };
+    let sum =
+        |f: fn(&super::stats::Bin) -> u32| -> u64 { s.bins.iter().map(|b| u64::from(f(b))).sum() };
+    let total = sum(|b| b.registers + b.polls);
+    let throttled = sum(|b| b.throttled);
+    let dps = DpsFigures {
+        registrations: Dist::of(col(|c| c.registers)),
+        polls: Dist::of(col(|c| c.polls)),
+        requests: Dist::of(col(|c| c.registers + c.polls)),
+        devices_deleted_cache: r.devs.iter().filter(|d| d.counts.invalidations > 0).count(),
+        total_requests: total,
+        answered_429: throttled,
+        answered_5xx: sum(|b| b.errors),
+        throttled_share: if total == 0 {
+            0.0
+        } else {
+            throttled as f64 / total as f64
+        },
+        peak_requests_per_minute: peak_minute(s, |b| b.registers + b.polls),
+        peak_registrations_per_minute: peak_minute(s, |b| b.registers),
+        registration_quota: r.cloud.registrations_per_minute,
+        poll_quota: r.cloud.polls_per_minute,
+    };
+    let hub = HubFigures {
+        connects: Dist::of(col(|c| c.connects)),
+        peak_connects_per_second: s.hub_bins.iter().copied().max().unwrap_or(0),
+        throttle_per_second: r.cloud.hub_connects_per_second,
+        refused_by_throttle: s.throttle_refusals,
+    };
+    let incidents = r
+        .plan
+        .incidents
+        .iter()
+        .enumerate()
+        .map(|(i, inc)| incident(r, i, inc))
+        .collect();
+    SimReport {
+        scenario: r.scenario,
+        what: r.plan.what.clone(),
+        policy: r.policy.clone(),
+        spec_config: r.spec_config.clone(),
+        devices: u32::try_from(r.devs.len()).unwrap_or(u32::MAX),
+        seed: r.seed,
+        cloud: r.cloud.clone(),
+        params: r.params.clone(),
+        simulated_secs: secs(s.end.saturating_sub(T0)),
+        events: s.events,
+        dps,
+        hub,
+        incidents,
+        not_connected_at_end: r
+            .devs
+            .iter()
+            .filter(|d| d.status != Status::Connected)
+            .count(),
+        timeline: timeline(r),
+    }
+}
+
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "device counts and rates far below 2^52"
+)]
+fn incident(r: &Run<'_>, i: usize, inc: &super::scenario::Incident) -> IncidentFigures {
+    let clock = r.stats.clocks[i];
+    let clear = clock.clear.unwrap_or(r.stats.end);
+    let rec = &r.stats.recovered[i];
+    let affected = rec.iter().filter(|&&t| t != UNAFFECTED).count();
+    let mut times: Vec<u64> = rec
+        .iter()
+        .filter(|&&t| t != UNAFFECTED && t != DOWN)
+        .map(|&t| t.saturating_sub(clear))
+        .collect();
+    times.sort_unstable();
+    let at = |q: usize| -> Option<f64> {
+        if affected == 0 {
+            return Some(0.0);
+        }
+        let rank = (affected * q).div_ceil(100).max(1) - 1;
+        times.get(rank).map(|&t| secs(t))
+    };
+    let n = affected as f64;
+    let rate = f64::from(r.cloud.registrations_per_minute.max(1));
+    let c = f64::from(r.cloud.hub_connects_per_second.max(1));
+    let hubs = match inc.target {
+        Target::Hub(_) => 1.0,
+        Target::All | Target::Subset => f64::from(r.cloud.hubs.max(1)),
+    };
+    let (floor_secs, floor_formula) = match inc.floor {
+        Floor::DpsThenHub => (
+            (((n / rate).ceil() - 1.0).max(0.0) * 60.0).max(n / c),
+            String::from(
+                "max((ceil(N/R) - 1) x 60 s, N/C): the sliding window admits R registrations at once and R more \
+                 per minute, and the hub admits C connects/s",
+            ),
+        ),
+        Floor::Hubs => (
+            n / (c * hubs),
+            format!("N/(C x {hubs}): every affected device reconnects through its hub's throttle"),
+        ),
+    };
+    IncidentFigures {
+        name: inc.name.to_owned(),
+        target: inc.target,
+        clear_at_secs: secs(clear.saturating_sub(T0)),
+        affected,
+        recovered: times.len(),
+        p50_secs: at(50),
+        t99_secs: at(99),
+        t100_secs: at(100),
+        floor_secs: (floor_secs * 100.0).round() / 100.0,
+        floor_formula,
+        n_over_r_secs: (n / rate * 60.0 * 100.0).round() / 100.0,
+    }
+}
+
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "per-second counts far below 2^52"
+)]
+fn timeline(r: &Run<'_>) -> Timeline {
+    let bins = &r.stats.bins;
+    let step = (bins.len() as u64).div_ceil(600).max(1);
+    let chunk = usize::try_from(step).unwrap_or(1);
+    let mut t = Vec::new();
+    let mut states: Vec<(String, Vec<u32>)> = Status::ALL
+        .iter()
+        .map(|s| (s.name().to_owned(), Vec::new()))
+        .collect();
+    let mut dps = Vec::new();
+    let mut throttled = Vec::new();
+    for (k, group) in bins.chunks(chunk).enumerate() {
+        t.push(k as u64 * step);
+        if let Some(last) = group.last() {
+            for (j, series) in states.iter_mut().enumerate() {
+                series.1.push(last.status[j]);
+            }
+        }
+        let width = group.len() as f64;
+        let total: u32 = group.iter().map(|b| b.registers + b.polls).sum();
+        let thr: u32 = group.iter().map(|b| b.throttled).sum();
+        dps.push(f64::from(total) / width);
+        throttled.push(f64::from(thr) / width);
+    }
+    let marks = r
+        .plan
+        .steps
+        .iter()
+        .filter(|(_, c)| !matches!(c, super::scenario::Change::IncidentStart(_)))
+        .map(|(at, change)| (secs(*at), change.label(&r.plan.incidents)))
+        .collect();
+    Timeline {
+        step_secs: step,
+        t,
+        states,
+        dps_per_second: dps,
+        throttled_per_second: throttled,
+        marks,
+    }
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map_or_else(|| String::from("never"), |v| format!("{v:.1}"))
+}
+
+impl SimReport {
+    /// The report for a terminal.
+    pub fn render_text(&self) -> String {
+        let mut o = String::new();
+        let d = &self.dps;
+        let h = &self.hub;
+        let _ = writeln!(o, "scenario {}: {}", self.scenario, self.what);
+        let _ = writeln!(o, "policy {}: {}", self.policy.name, self.policy.label);
+        let _ = writeln!(
+            o,
+            "fleet {} devices, seed {}; DPS {} registrations/min + {} polls/min; {} hubs x {} connects/s; \
+             {:.0} s simulated, {} events",
+            self.devices,
+            self.seed,
+            d.registration_quota,
+            d.poll_quota,
+            self.cloud.hubs,
+            h.throttle_per_second,
+            self.simulated_secs,
+            self.events
+        );
+        let _ = writeln!(o, "\nrecovery after the fault clears (seconds)");
+        let _ = writeln!(
+            o,
+            "  {:<12} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "incident", "affected", "recovered", "p50", "t99", "t100", "floor", "N/R"
+        );
+        for i in &self.incidents {
+            let _ = writeln!(
+                o,
+                "  {:<12} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8.1} {:>8.1}",
+                i.name,
+                i.affected,
+                i.recovered,
+                opt(i.p50_secs),
+                opt(i.t99_secs),
+                opt(i.t100_secs),
+                i.floor_secs,
+                i.n_over_r_secs
+            );
+        }
+        for i in &self.incidents {
+            let _ = writeln!(o, "  floor of {}: {}", i.name, i.floor_formula);
+        }
+        let _ = writeln!(
+            o,
+            "\nDPS per device: registrations mean {:.2} p99 {} max {}; polls mean {:.2} p99 {} max {}",
+            d.registrations.mean,
+            d.registrations.p99,
+            d.registrations.max,
+            d.polls.mean,
+            d.polls.p99,
+            d.polls.max
+        );
+        let _ = writeln!(
+            o,
+            "DPS load: peak {} requests/min ({} registrations/min; quota {} + {}); {} requests, {:.1} % answered 429, {} answered 5xx",
+            d.peak_requests_per_minute,
+            d.peak_registrations_per_minute,
+            d.registration_quota,
+            d.poll_quota,
+            d.total_requests,
+            d.throttled_share * 100.0,
+            d.answered_5xx
+        );
+        let _ = writeln!(
+            o,
+            "cached assignment deleted by {} devices",
+            d.devices_deleted_cache
+        );
+        let _ = writeln!(
+            o,
+            "hub CONNECTs per device: mean {:.2} p99 {} max {}; peak {}/s on one hub (throttle {}/s); {} refused by the throttle",
+            h.connects.mean,
+            h.connects.p99,
+            h.connects.max,
+            h.peak_connects_per_second,
+            h.throttle_per_second,
+            h.refused_by_throttle
+        );
+        let _ = writeln!(o, "not connected at the end: {}", self.not_connected_at_end);
+        o
+    }
+}
+
+/// The matrix as a terminal table: one row per run and incident.
+pub fn render_matrix(runs: &[SimReport]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<25} {:<14} {:>8} {:<11} {:>19} {:>6} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6}",
+        "scenario",
+        "policy",
+        "N",
+        "incident",
+        "reg/dev mean/p99/max",
+        "polls",
+        "cache-del",
+        "DPS/min",
+        "429 %",
+        "conn/s",
+        "t99 s",
+        "t100 s",
+        "floor s",
+        "down"
+    );
+    for r in runs {
+        for i in &r.incidents {
+            let reg = &r.dps.registrations;
+            let _ = writeln!(
+                o,
+                "{:<25} {:<14} {:>8} {:<11} {:>19} {:>6.2} {:>8} {:>8} {:>6.1} {:>7} {:>8} {:>8} {:>8.1} {:>6}",
+                r.scenario.as_str(),
+                r.policy.name,
+                r.devices,
+                i.name,
+                format!("{:.2}/{}/{}", reg.mean, reg.p99, reg.max),
+                r.dps.polls.mean,
+                r.dps.devices_deleted_cache,
+                r.dps.peak_requests_per_minute,
+                r.dps.throttled_share * 100.0,
+                r.hub.peak_connects_per_second,
+                opt(i.t99_secs),
+                opt(i.t100_secs),
+                i.floor_secs,
+                r.not_connected_at_end
+            );
+        }
+    }
+    o
+}

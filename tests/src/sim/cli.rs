@@ -122,31 +122,35 @@ pub struct SimulateArgs {
     pub lead_secs: u64,
     /// `failover`: the TTL after which it fails back (min).
     #[arg(long, default_value_t = ScenarioParams::default().failover_ttl_mins)]
-    pub failover_ttl_mins: u64,
+    pub failover_ttl_mins: f64,
     /// `hub-outage-500`, `hub-unreachable`: duration (min).
     #[arg(long, default_value_t = ScenarioParams::default().hub_outage_mins)]
-    pub hub_outage_mins: u64,
+    pub hub_outage_mins: f64,
     /// `device-disabled`, `operator-blocked`: duration (min).
     #[arg(long, default_value_t = ScenarioParams::default().device_fault_mins)]
-    pub device_fault_mins: u64,
+    pub device_fault_mins: f64,
     /// `device-disabled`, `operator-blocked`: share of the fleet (percent).
     #[arg(long, default_value_t = ScenarioParams::default().device_percent)]
     pub device_percent: f64,
     /// `auth-blip`: duration (min).
     #[arg(long, default_value_t = ScenarioParams::default().auth_blip_mins)]
-    pub auth_blip_mins: u64,
+    pub auth_blip_mins: f64,
     /// `dps-outage-plus-hub-blip`: DPS outage (min).
     #[arg(long, default_value_t = ScenarioParams::default().dps_outage_mins)]
-    pub dps_outage_mins: u64,
+    pub dps_outage_mins: f64,
     /// `dps-outage-plus-hub-blip`: when the hubs drop everything (min into the outage).
     #[arg(long, default_value_t = ScenarioParams::default().blip_at_mins)]
-    pub blip_at_mins: u64,
+    pub blip_at_mins: f64,
     /// `uplink-loss`: duration (min).
     #[arg(long, default_value_t = ScenarioParams::default().uplink_mins)]
-    pub uplink_mins: u64,
+    pub uplink_mins: f64,
     /// Stop this long after the last fault step, recovered or not (min).
     #[arg(long, default_value_t = ScenarioParams::default().horizon_mins)]
-    pub horizon_mins: u64,
+    pub horizon_mins: f64,
+    /// A warm fleet's tokens were minted over this long before t=0 (s; default: the policy's
+    /// renewal period).
+    #[arg(long)]
+    pub token_age_spread_secs: Option<f64>,
 }
 
 impl SimulateArgs {
@@ -179,6 +183,7 @@ impl SimulateArgs {
             blip_at_mins: self.blip_at_mins,
             uplink_mins: self.uplink_mins,
             horizon_mins: self.horizon_mins,
+            token_age_spread_secs: self.token_age_spread_secs,
         }
     }
 

@@ -1,6 +1,8 @@
 //! The event loop: every device's policy against the cloud model, in virtual time.
 
-use hubswap_spec::{Action, Assignment, Command, DpsReply, Draw, Env, Input, Millis, WireSignal};
+use hubswap_spec::{
+    Action, Assignment, Command, DpsReply, Draw, Env, Input, Millis, Timer, WireSignal,
+};
 use rand_core::{RngCore, SeedableRng};
 use rand_pcg::Pcg32;
 
@@ -46,7 +48,25 @@ pub(crate) struct Dev {
     pub(crate) first_home: u8,
     flags: u8,
     token_exp: u64,
+    /// Per spec timer: the deadline the policy armed, and the queue entry standing for it.
+    timers: [TimerSlot; 4],
     pub(crate) counts: super::stats::DeviceCounts,
+}
+
+/// A device's timer as the engine keeps it.
+#[derive(Debug, Clone, Copy, Default)]
+struct TimerSlot {
+    armed: Option<u64>,
+    queued: Option<u64>,
+}
+
+fn timer_index(t: Timer) -> usize {
+    match t {
+        Timer::Wake => 0,
+        Timer::AttemptTimeout => 1,
+        Timer::Stable => 2,
+        Timer::Renew => 3,
+    }
 }
 
 /// One simulation in progress.
@@ -68,6 +88,9 @@ pub(crate) struct Engine<'a, P: Policy> {
     now: u64,
     out: Vec<Action>,
     warm_accept: bool,
+    /// How far before the timeline a warm fleet's tokens were minted (ms), if not the policy's
+    /// renewal period.
+    token_spread: Option<u64>,
     pub(crate) stats: Stats,
 }
 
@@ -104,6 +127,7 @@ impl<'a, P: Policy> Engine<'a, P> {
                         0
                     },
                     token_exp: 0,
+                    timers: [TimerSlot::default(); 4],
                     counts: super::stats::DeviceCounts::default(),
                 }
             })
@@ -125,6 +149,9 @@ impl<'a, P: Policy> Engine<'a, P> {
             now: 0,
             out: Vec::new(),
             warm_accept: false,
+            token_spread: scenario
+                .token_age_spread_secs
+                .map(|s| super::scenario::mins(s / 60.0)),
             stats: Stats::new(n, hubs, plan.incidents.len()),
             devs,
         };
@@ -145,7 +172,9 @@ impl<'a, P: Policy> Engine<'a, P> {
                 }
                 return;
             }
-            Setup::Warm => super::ms(self.policy.renew_after()),
+            Setup::Warm => self
+                .token_spread
+                .unwrap_or_else(|| super::ms(self.policy.renew_after())),
             Setup::WarmTogether => 60_000,
         };
         for d in 0..self.n() {
@@ -205,7 +234,7 @@ impl<'a, P: Policy> Engine<'a, P> {
     fn handle(&mut self, ev: Ev) {
         match ev {
             Ev::Boot(d) => self.feed(d, Input::Command(Command::Start)),
-            Ev::Timer(d, t) => self.feed(d, Input::TimerFired(t)),
+            Ev::Timer(d, t) => self.timer(d, t),
             Ev::DpsArrive { dev, seq, poll } => self.dps(dev, seq, poll),
             Ev::HubArrive { dev, seq, hub } => self.hub_arrive(dev, seq, hub),
             Ev::HubServe { dev, seq, hub } => self.hub_serve(dev, seq, hub),
@@ -220,6 +249,25 @@ impl<'a, P: Policy> Engine<'a, P> {
                     self.change(change);
                 }
             }
+        }
+    }
+
+    /// A queued timer entry is due: fire it if the timer is still armed for now, or queue it
+    /// again for its later deadline. At most one entry per device and timer is queued, so
+    /// re-armed and cancelled timers do not pile up in the queue.
+    fn timer(&mut self, d: u32, t: Timer) {
+        let slot = &mut self.devs[d as usize].timers[timer_index(t)];
+        if slot.queued != Some(self.now) {
+            return;
+        }
+        slot.queued = None;
+        match slot.armed {
+            Some(at) if at <= self.now => self.feed(d, Input::TimerFired(t)),
+            Some(at) => {
+                slot.queued = Some(at);
+                self.q.push(at, Ev::Timer(d, t));
+            }
+            None => {}
         }
     }
 
@@ -282,9 +330,20 @@ impl<'a, P: Policy> Engine<'a, P> {
                 dev.link = NONE;
                 self.set_status(d, Status::Waiting);
             }
-            Action::ArmTimer { timer, at } => self.q.push(at.0.max(now), Ev::Timer(d, timer)),
+            Action::ArmTimer { timer, at } => {
+                let at = at.0.max(now);
+                let slot = &mut self.devs[d as usize].timers[timer_index(timer)];
+                slot.armed = Some(at);
+                if slot.queued.is_none_or(|q| at < q) {
+                    slot.queued = Some(at);
+                    self.q.push(at, Ev::Timer(d, timer));
+                }
+            }
+            Action::CancelTimer(timer) => {
+                self.devs[d as usize].timers[timer_index(timer)].armed = None;
+            }
             Action::InvalidateAssignment => self.devs[d as usize].counts.invalidations += 1,
-            Action::CancelTimer(_) | Action::PersistAssignment(_) => {}
+            Action::PersistAssignment(_) => {}
         }
     }
 

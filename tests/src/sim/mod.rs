@@ -201,7 +201,7 @@ fn run_with<P: Policy>(
         req.devices,
         req.seed,
     );
-    engine.run(req.params.horizon_mins * 60_000, progress);
+    engine.run(scenario::mins(req.params.horizon_mins), progress);
     report::build(&report::Run {
         scenario: req.scenario,
         plan: &plan,

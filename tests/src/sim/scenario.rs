@@ -82,39 +82,43 @@ impl std::fmt::Display for ScenarioName {
 pub struct ScenarioParams {
     /// Steady state before the first fault (s).
     pub lead_secs: u64,
-    /// `failover`: the manual failover's TTL (min), after which it fails back.
-    pub failover_ttl_mins: u64,
+    /// `failover`: the manual failover's TTL (min), after which it fails back; 0: it never does.
+    pub failover_ttl_mins: f64,
     /// `hub-outage-500` and `hub-unreachable`: how long the hub fails (min).
-    pub hub_outage_mins: u64,
+    pub hub_outage_mins: f64,
     /// `device-disabled` and `operator-blocked`: how long (min).
-    pub device_fault_mins: u64,
+    pub device_fault_mins: f64,
     /// `device-disabled` and `operator-blocked`: the share of the fleet (percent).
     pub device_percent: f64,
     /// `auth-blip`: how long every device gets CONNACK 5 (min).
-    pub auth_blip_mins: u64,
+    pub auth_blip_mins: f64,
     /// `dps-outage-plus-hub-blip`: how long DPS answers 503 (min).
-    pub dps_outage_mins: u64,
+    pub dps_outage_mins: f64,
     /// `dps-outage-plus-hub-blip`: when, into the DPS outage, the hubs drop everything (min).
-    pub blip_at_mins: u64,
+    pub blip_at_mins: f64,
     /// `uplink-loss`: how long the fleet's network is down (min).
-    pub uplink_mins: u64,
+    pub uplink_mins: f64,
     /// The run stops this long after the last fault step, recovered or not (min).
-    pub horizon_mins: u64,
+    pub horizon_mins: f64,
+    /// A warm fleet's tokens were minted at times spread over this long before the timeline
+    /// starts (s); default: the policy's renewal period, so renewals are spread evenly.
+    pub token_age_spread_secs: Option<f64>,
 }
 
 impl Default for ScenarioParams {
     fn default() -> Self {
         Self {
             lead_secs: 60,
-            failover_ttl_mins: 30,
-            hub_outage_mins: 10,
-            device_fault_mins: 60,
+            failover_ttl_mins: 30.0,
+            hub_outage_mins: 10.0,
+            device_fault_mins: 60.0,
             device_percent: 1.0,
-            auth_blip_mins: 2,
-            dps_outage_mins: 30,
-            blip_at_mins: 5,
-            uplink_mins: 5,
-            horizon_mins: 6 * 60,
+            auth_blip_mins: 2.0,
+            dps_outage_mins: 30.0,
+            blip_at_mins: 5.0,
+            uplink_mins: 5.0,
+            horizon_mins: 360.0,
+            token_age_spread_secs: None,
         }
     }
 }
@@ -220,8 +224,13 @@ pub(crate) struct Plan {
     pub(crate) what: String,
 }
 
-fn mins(m: u64) -> u64 {
-    m * 60_000
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "minutes of a scenario, clamped to be non-negative, far below 2^53 ms"
+)]
+pub(crate) fn mins(m: f64) -> u64 {
+    (m.max(0.0) * 60_000.0).round() as u64
 }
 
 /// The plan for scenario `s`.
@@ -253,28 +262,32 @@ pub(crate) fn plan(s: ScenarioName, p: &ScenarioParams) -> Plan {
         ScenarioName::Failover => {
             let ttl = mins(p.failover_ttl_mins);
             let (a, b) = (0, 1);
-            (
-                Setup::Warm,
-                vec![
-                    (lead, Start(0)),
-                    (lead, Change::Failover { from: a, to: b }),
-                    (lead, Clear(0)),
+            let mut steps = vec![
+                (lead, Start(0)),
+                (lead, Change::Failover { from: a, to: b }),
+                (lead, Clear(0)),
+            ];
+            let mut incidents = vec![Incident {
+                name: "failover",
+                target: Target::Hub(a),
+                floor: Floor::DpsThenHub,
+            }];
+            if ttl > 0 {
+                steps.extend([
                     (lead + ttl, Start(1)),
                     (lead + ttl, Change::Failback { from: a, to: b }),
                     (lead + ttl, Clear(1)),
-                ],
-                vec![
-                    Incident {
-                        name: "failover",
-                        target: Target::Hub(a),
-                        floor: Floor::DpsThenHub,
-                    },
-                    Incident {
-                        name: "failback",
-                        target: Target::Hub(a),
-                        floor: Floor::DpsThenHub,
-                    },
-                ],
+                ]);
+                incidents.push(Incident {
+                    name: "failback",
+                    target: Target::Hub(a),
+                    floor: Floor::DpsThenHub,
+                });
+            }
+            (
+                Setup::Warm,
+                steps,
+                incidents,
                 format!(
                     "at {}s hub-0 fails over to hub-1 (manual failover, TTL {} min), then fails back",
                     p.lead_secs, p.failover_ttl_mins
@@ -377,7 +390,7 @@ pub(crate) fn plan(s: ScenarioName, p: &ScenarioParams) -> Plan {
         ),
         ScenarioName::TokenWave => (
             Setup::WarmTogether,
-            vec![(0, Start(0)), (mins(60), Clear(0))],
+            vec![(0, Start(0)), (mins(60.0), Clear(0))],
             one("token-wave", Target::All, Floor::Hubs),
             String::from(
                 "every token was minted in the minute before t=0 (1 h lifetime): renewals and expiries come in one wave",

@@ -111,7 +111,7 @@ async fn connected_fleet(prefix: &str) -> (MockCloud, Fleet, Vec<String>, HashSe
         reprovision_on_disconnect: false,
     };
     let fleet = Fleet::start_spec(&cloud, &spec).expect("the fleet starts");
-    let n = wait_all_connected(&cloud, &fleet.ids, 0, Duration::from_secs(60)).await;
+    let n = wait_all_connected(&cloud, &fleet.ids, 0, Duration::from_mins(1)).await;
     assert_eq!(n, DEVICES, "the fleet connected");
     let hubs = cloud.hub_hosts();
     let mut on_first = HashSet::new();
@@ -149,7 +149,7 @@ async fn apply(cloud: &MockCloud, fault: Fault) -> (u64, u64) {
 }
 
 /// The simulator's figures for the same scenario: the mean over `SIM_SEEDS` seeds.
-fn simulated(scenario: ScenarioName, params: ScenarioParams, rate: u32) -> Figures {
+fn simulated(scenario: ScenarioName, params: &ScenarioParams, rate: u32) -> Figures {
     let mut sum = Figures {
         registrations: 0.0,
         connects: 0.0,
@@ -253,12 +253,12 @@ fn compare(sim: Figures, real: Figures) -> Result<(), String> {
 /// The simulator agrees with the sockets, and the comparison is sharp enough to reject a
 /// simulator whose DPS has no quota (the model error that would matter most).
 fn agree(scenario: ScenarioName, real: Figures) {
-    let sim = simulated(scenario, params(), RATE);
+    let sim = simulated(scenario, &params(), RATE);
     println!("{scenario}: simulator {sim:?}\n{scenario}: sockets   {real:?}");
     if let Err(e) = compare(sim, real) {
         panic!("{scenario}: {e}");
     }
-    let unthrottled = simulated(scenario, params(), 1_000_000);
+    let unthrottled = simulated(scenario, &params(), 1_000_000);
     assert!(
         compare(unthrottled, real).is_err(),
         "{scenario}: a simulator without the DPS quota agrees too: {unthrottled:?}"
@@ -305,7 +305,7 @@ async fn a_hub_wide_internal_error_agrees_with_the_sockets() {
     };
     apply(&cloud, Fault::HubError(drop)).await;
     let ids: Vec<String> = on_first.iter().cloned().collect();
-    let wait = OUTAGE + Duration::from_secs(240);
+    let wait = OUTAGE + Duration::from_mins(4);
     let n = wait_accepted(&cloud, &ids, mark, Some(&hubs[0]), wait).await;
     assert_eq!(n, ids.len(), "every device is back on its hub");
     let clear = at + u64::try_from(OUTAGE.as_millis()).unwrap_or(0);

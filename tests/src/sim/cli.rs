@@ -204,7 +204,7 @@ impl SimulateArgs {
         };
         let scenarios: Vec<ScenarioName> = match (self.matrix, self.scenario) {
             (true, None) => ScenarioName::ALL.to_vec(),
-            (true, Some(s)) | (false, Some(s)) => vec![s],
+            (_, Some(s)) => vec![s],
             (false, None) => return Err(CliError::NoScenario),
         };
         let policies = match (self.policy.is_empty(), self.matrix) {
@@ -237,6 +237,9 @@ impl SimulateArgs {
     }
 }
 
+/// One run's report and its wall-clock seconds.
+type Outcome = Result<(SimReport, f64), SimError>;
+
 /// Runs what `args` asks for, prints the report(s) and writes the files.
 pub fn run(args: &SimulateArgs) -> Result<Vec<SimReport>, CliError> {
     let requests = args.requests()?;
@@ -255,8 +258,7 @@ pub fn run(args: &SimulateArgs) -> Result<Vec<SimReport>, CliError> {
         .unwrap_or(1)
         .clamp(1, requests.len().max(1));
     let next = Mutex::new(0usize);
-    let results: Mutex<Vec<Option<Result<(SimReport, f64), SimError>>>> =
-        Mutex::new(requests.iter().map(|_| None).collect());
+    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(requests.iter().map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {

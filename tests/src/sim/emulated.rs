@@ -231,7 +231,6 @@ impl Cx<'_> {
         let first = *self.s.first_failure.get_or_insert(now);
         let delay = self.r.hub_retry.delay(n, self.env.draw);
         match self.r.reprovision {
-            Reprovision::Never => self.wait(Next::Connect, delay),
             Reprovision::AfterFailures(k) if self.s.hub_failures >= k => self.reprovision(),
             Reprovision::OnAuthRefused if auth => self.reprovision(),
             Reprovision::WhenDelayExceeds(x) if delay > x => self.reprovision(),

@@ -187,7 +187,7 @@ pub fn csharp() -> Rules {
         retry_after_fallback: MS(2_000),
         token_ttl: Duration::from_hours(1),
         renew_after: Duration::from_mins(51),
-        attempt_timeout: Duration::from_secs(60),
+        attempt_timeout: Duration::from_mins(1),
     }
 }
 
@@ -260,7 +260,7 @@ pub fn device_bridge() -> Rules {
         retry_after_fallback: MS(2_000),
         token_ttl: Duration::from_hours(1),
         renew_after: Duration::from_mins(51),
-        attempt_timeout: Duration::from_secs(60),
+        attempt_timeout: Duration::from_mins(1),
     }
 }
 
@@ -273,5 +273,68 @@ pub fn sdk_only() -> Rules {
         source: "azure-iot-sdk-c iothub_client_retry_control.c; any SDK without application re-provisioning",
         reprovision: Reprovision::Never,
         ..c_sdk()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(r: Retry, draw: Draw) -> Vec<u64> {
+        (0..12)
+            .map(|n| u64::try_from(r.delay(n, draw).as_millis()).unwrap_or(u64::MAX))
+            .collect()
+    }
+
+    #[test]
+    fn the_c_sdk_retries_at_once_then_doubles_to_30_s_with_up_to_5_percent() {
+        let r = c_sdk().hub_retry;
+        assert_eq!(
+            schedule(r, Draw::MIN),
+            [
+                0, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000, 30_000, 30_000,
+                30_000
+            ]
+        );
+        assert_eq!(schedule(r, Draw::MAX)[1], 1_050);
+        assert_eq!(schedule(r, Draw::MAX)[11], 31_500);
+    }
+
+    #[test]
+    fn csharp_grows_from_100_ms_to_10_s_with_no_jitter_at_the_cap() {
+        let r = csharp().hub_retry;
+        let lo = schedule(r, Draw::MIN);
+        let hi = schedule(r, Draw::MAX);
+        assert_eq!(lo[0], 100);
+        assert_eq!((lo[1], hi[1]), (180, 220));
+        assert_eq!((lo[11], hi[11]), (10_000, 10_000));
+    }
+
+    #[test]
+    fn the_python_sample_follows_its_sequence_and_goes_to_dps_after_81_s() {
+        let r = python_sample();
+        assert_eq!(
+            schedule(r.hub_retry, Draw::MAX)[..6],
+            [0, 3_000, 9_000, 27_000, 81_000, 243_000]
+        );
+        assert_eq!(
+            r.reprovision,
+            Reprovision::WhenDelayExceeds(Duration::from_secs(90))
+        );
+    }
+
+    #[test]
+    fn every_emulation_names_its_source_and_says_it_is_one() {
+        for r in [
+            c_sdk(),
+            csharp(),
+            python_sample(),
+            ha_sample(),
+            device_bridge(),
+            sdk_only(),
+        ] {
+            assert!(r.label.starts_with("emulation: "), "{}", r.name);
+            assert!(!r.source.is_empty(), "{}", r.name);
+        }
     }
 }

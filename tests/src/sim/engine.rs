@@ -69,6 +69,17 @@ fn timer_index(t: Timer) -> usize {
     }
 }
 
+/// The fleet-wide conditions a scenario switches on and off.
+#[derive(Debug, Clone, Copy, Default)]
+struct Conditions {
+    /// DPS answers 503.
+    dps_outage: bool,
+    /// Every hub answers CONNACK 5.
+    auth_blip: bool,
+    /// The fleet's network is down.
+    uplink_down: bool,
+}
+
 /// One simulation in progress.
 pub(crate) struct Engine<'a, P: Policy> {
     policy: &'a P,
@@ -80,9 +91,7 @@ pub(crate) struct Engine<'a, P: Policy> {
     hub_names: Vec<String>,
     register_quota: Window,
     poll_quota: Window,
-    dps_outage: bool,
-    auth_blip: bool,
-    uplink_down: bool,
+    now_failing: Conditions,
     q: Queue,
     rng: Pcg32,
     now: u64,
@@ -141,9 +150,7 @@ impl<'a, P: Policy> Engine<'a, P> {
             hub_names: (0..hubs).map(|h| format!("hub-{h}")).collect(),
             register_quota: Window::new(cloud.registrations_per_minute),
             poll_quota: Window::new(cloud.polls_per_minute),
-            dps_outage: false,
-            auth_blip: false,
-            uplink_down: false,
+            now_failing: Conditions::default(),
             q: Queue::default(),
             rng: Pcg32::seed_from_u64(seed ^ 0x5EED_C10D),
             now: 0,
@@ -181,7 +188,7 @@ impl<'a, P: Policy> Engine<'a, P> {
             let back = draw_below(&mut self.devs[d as usize].rng, spread);
             self.now = T0 - back.min(T0);
             self.warm_accept = true;
-            self.feed(d, Input::Command(Command::Start));
+            self.feed(d, &Input::Command(Command::Start));
             self.warm_accept = false;
             let dev = &mut self.devs[d as usize];
             dev.link = dev.home;
@@ -191,7 +198,7 @@ impl<'a, P: Policy> Engine<'a, P> {
             if self.cloud.enforce_expiry {
                 self.q.push(exp, Ev::Expire { dev: d, seq });
             }
-            self.feed(d, Input::Signal(WireSignal::ConnAck(0)));
+            self.feed(d, &Input::Signal(WireSignal::ConnAck(0)));
             self.devs[d as usize].counts = super::stats::DeviceCounts::default();
         }
         self.now = 0;
@@ -219,7 +226,7 @@ impl<'a, P: Policy> Engine<'a, P> {
             self.now = at;
             self.stats.advance(at);
             self.stats.events += 1;
-            if self.stats.events % (1 << 16) == 0 {
+            if self.stats.events.is_multiple_of(1 << 16) {
                 progress(at.saturating_sub(T0) / 1000);
             }
             done += usize::from(matches!(ev, Ev::Step(_)));
@@ -233,7 +240,7 @@ impl<'a, P: Policy> Engine<'a, P> {
 
     fn handle(&mut self, ev: Ev) {
         match ev {
-            Ev::Boot(d) => self.feed(d, Input::Command(Command::Start)),
+            Ev::Boot(d) => self.feed(d, &Input::Command(Command::Start)),
             Ev::Timer(d, t) => self.timer(d, t),
             Ev::DpsArrive { dev, seq, poll } => self.dps(dev, seq, poll),
             Ev::HubArrive { dev, seq, hub } => self.hub_arrive(dev, seq, hub),
@@ -262,7 +269,7 @@ impl<'a, P: Policy> Engine<'a, P> {
         }
         slot.queued = None;
         match slot.armed {
-            Some(at) if at <= self.now => self.feed(d, Input::TimerFired(t)),
+            Some(at) if at <= self.now => self.feed(d, &Input::TimerFired(t)),
             Some(at) => {
                 slot.queued = Some(at);
                 self.q.push(at, Ev::Timer(d, t));
@@ -272,7 +279,7 @@ impl<'a, P: Policy> Engine<'a, P> {
     }
 
     /// Hands one input to device `d`'s policy and performs its actions.
-    fn feed(&mut self, d: u32, input: Input) {
+    fn feed(&mut self, d: u32, input: &Input) {
         let dev = &mut self.devs[d as usize];
         let env = Env {
             now: Millis(self.now),
@@ -281,7 +288,7 @@ impl<'a, P: Policy> Engine<'a, P> {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         self.policy
-            .step(&mut self.states[d as usize], &input, env, &mut out);
+            .step(&mut self.states[d as usize], input, env, &mut out);
         for a in out.drain(..) {
             self.act(d, a);
         }
@@ -362,12 +369,12 @@ impl<'a, P: Policy> Engine<'a, P> {
 
     fn answer(&mut self, d: u32, signal: WireSignal) {
         self.set_status(d, Status::Waiting);
-        self.feed(d, Input::Signal(signal));
+        self.feed(d, &Input::Signal(signal));
     }
 
     fn dps(&mut self, d: u32, seq: u32, poll: bool) {
         let now = self.now;
-        if self.devs[d as usize].seq != seq || self.uplink_down {
+        if self.devs[d as usize].seq != seq || self.now_failing.uplink_down {
             return;
         }
         self.stats.dps_request(now, poll);
@@ -377,7 +384,7 @@ impl<'a, P: Policy> Engine<'a, P> {
                 retry_after: retry_after.map(|s| std::time::Duration::from_secs(u64::from(s))),
             })
         };
-        if self.dps_outage {
+        if self.now_failing.dps_outage {
             self.stats.dps_error(now);
             return self.answer(d, status(503, None));
         }
@@ -444,7 +451,7 @@ impl<'a, P: Policy> Engine<'a, P> {
     }
 
     fn hub_arrive(&mut self, d: u32, seq: u32, hub: u8) {
-        if self.devs[d as usize].seq != seq || self.uplink_down {
+        if self.devs[d as usize].seq != seq || self.now_failing.uplink_down {
             return;
         }
         let Some(h) = self.hubs.get_mut(usize::from(hub)) else {
@@ -467,13 +474,13 @@ impl<'a, P: Policy> Engine<'a, P> {
     fn hub_serve(&mut self, d: u32, seq: u32, hub: u8) {
         let dev = &self.devs[d as usize];
         let down = self.hubs[usize::from(hub)].down;
-        if dev.seq != seq || self.uplink_down || down == HubDown::Unreachable {
+        if dev.seq != seq || self.now_failing.uplink_down || down == HubDown::Unreachable {
             return;
         }
         let expired = self.cloud.enforce_expiry && dev.token_exp <= self.now;
         let code = if down == HubDown::Error500 {
             3
-        } else if self.auth_blip || dev.flags & BLOCKED != 0 {
+        } else if self.now_failing.auth_blip || dev.flags & BLOCKED != 0 {
             5
         } else if dev.home != hub || dev.flags & DISABLED != 0 {
             3
@@ -491,14 +498,14 @@ impl<'a, P: Policy> Engine<'a, P> {
         if self.cloud.enforce_expiry {
             self.q.push(exp, Ev::Expire { dev: d, seq });
         }
-        self.feed(d, Input::Signal(WireSignal::ConnAck(0)));
+        self.feed(d, &Input::Signal(WireSignal::ConnAck(0)));
     }
 
     /// The hub closes device `d`'s connection.
     fn drop_link(&mut self, d: u32) {
         self.devs[d as usize].link = NONE;
         self.set_status(d, Status::Waiting);
-        self.feed(d, Input::Signal(WireSignal::ConnectionLost));
+        self.feed(d, &Input::Signal(WireSignal::ConnectionLost));
     }
 
     /// Drops every connection for which `pred(dev)` holds, after `update(dev)`.
@@ -549,14 +556,14 @@ impl<'a, P: Policy> Engine<'a, P> {
             Change::Disable(on) => self.flag(DISABLED, on),
             Change::Block(on) => self.flag(BLOCKED, on),
             Change::AuthBlip(on) => {
-                self.auth_blip = on;
+                self.now_failing.auth_blip = on;
                 if on {
                     self.each(|_| true, |_| {});
                 }
             }
-            Change::DpsOutage(on) => self.dps_outage = on,
+            Change::DpsOutage(on) => self.now_failing.dps_outage = on,
             Change::UplinkDown(on) => {
-                self.uplink_down = on;
+                self.now_failing.uplink_down = on;
                 if on {
                     self.each(|_| true, |_| {});
                 }

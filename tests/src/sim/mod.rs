@@ -168,22 +168,20 @@ impl SimRequest {
 /// Runs one simulation; `progress` is told the simulated seconds now and then.
 pub fn simulate(req: &SimRequest, progress: &mut dyn FnMut(u64)) -> Result<SimReport, SimError> {
     req.check()?;
-    match req.policy.emulation() {
-        Some(e) => Ok(run_with(&e, None, req, progress)),
-        None => {
-            let (config, name) = if req.policy == PolicyName::HubswapPaced {
-                (req.paced_config(), "hubswap-paced")
-            } else {
-                (req.spec.clone(), "hubswap")
-            };
-            config.validate()?;
-            let p = Hubswap {
-                config: config.clone(),
-                name,
-            };
-            Ok(run_with(&p, Some(config), req, progress))
-        }
+    if let Some(e) = req.policy.emulation() {
+        return Ok(run_with(&e, None, req, progress));
     }
+    let (config, name) = if req.policy == PolicyName::HubswapPaced {
+        (req.paced_config(), "hubswap-paced")
+    } else {
+        (req.spec.clone(), "hubswap")
+    };
+    config.validate()?;
+    let p = Hubswap {
+        config: config.clone(),
+        name,
+    };
+    Ok(run_with(&p, Some(config), req, progress))
 }
 
 fn run_with<P: Policy>(

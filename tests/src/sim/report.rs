@@ -70,6 +70,8 @@ pub struct DpsFigures {
     pub peak_requests_per_minute: u64,
     /// The most register requests reaching DPS in any 60 s.
     pub peak_registrations_per_minute: u64,
+    /// The most registrations DPS admitted in any 60 s (never above the quota).
+    pub peak_admitted_per_minute: u64,
     /// The register quota (per minute).
     pub registration_quota: u32,
     /// The poll quota (per minute).
@@ -102,6 +104,8 @@ pub struct IncidentFigures {
     pub affected: usize,
     /// Of those, connected again by the end.
     pub recovered: usize,
+    /// Of those, still not connected when the fault cleared (the N of the floor).
+    pub down_at_clear: usize,
     /// Time from the fault clearing until 50 / 99 / 100 % of the affected were connected again
     /// (s); `None` when that share never was.
     pub p50_secs: Option<f64>,
@@ -109,12 +113,13 @@ pub struct IncidentFigures {
     pub t99_secs: Option<f64>,
     /// See `p50_secs`.
     pub t100_secs: Option<f64>,
-    /// A lower bound on `t100_secs` that no policy can beat.
+    /// A lower bound on `t100_secs` that no policy can beat, for the devices still down when
+    /// the fault cleared.
     pub floor_secs: f64,
     /// How the floor is computed.
     pub floor_formula: String,
-    /// N/R for the affected devices (s): a reference, not a floor (the sliding window admits
-    /// R at once).
+    /// N/R for the devices down at the clear (s): a reference, not a floor (the sliding window
+    /// admits R at once).
     pub n_over_r_secs: f64,
 }
 
@@ -234,6 +239,7 @@ pub(crate) fn build(r: &Run<'_>) -> SimReport {
         },
         peak_requests_per_minute: peak_minute(s, |b| b.registers + b.polls),
         peak_registrations_per_minute: peak_minute(s, |b| b.registers),
+        peak_admitted_per_minute: peak_minute(s, |b| b.admitted),
         registration_quota: r.cloud.registrations_per_minute,
         poll_quota: r.cloud.polls_per_minute,
     };
@@ -295,23 +301,28 @@ fn incident(r: &Run<'_>, i: usize, inc: &super::scenario::Incident) -> IncidentF
         let rank = (affected * q).div_ceil(100).max(1) - 1;
         times.get(rank).map(|&t| secs(t))
     };
-    let n = affected as f64;
+    let down_at_clear = rec
+        .iter()
+        .filter(|&&t| t != UNAFFECTED && (t == DOWN || t > clear))
+        .count();
+    let n = down_at_clear as f64;
     let rate = f64::from(r.cloud.registrations_per_minute.max(1));
     let c = f64::from(r.cloud.hub_connects_per_second.max(1));
     let hubs = match inc.target {
         Target::Hub(_) => 1.0,
         Target::All | Target::Subset => f64::from(r.cloud.hubs.max(1)),
     };
+    let c = c * hubs;
     let (floor_secs, floor_formula) = match inc.floor {
         Floor::DpsThenHub => (
             (((n / rate).ceil() - 1.0).max(0.0) * 60.0).max(n / c),
-            String::from(
-                "max((ceil(N/R) - 1) x 60 s, N/C): the sliding window admits R registrations at once and R more \
-                 per minute, and the hub admits C connects/s",
+            format!(
+                "max((ceil(N/R) - 1) x 60 s, N/(C x {hubs})): the sliding window admits R registrations at once \
+                 and R more per minute, and each of the {hubs} hub(s) admits C connects/s"
             ),
         ),
         Floor::Hubs => (
-            n / (c * hubs),
+            n / c,
             format!("N/(C x {hubs}): every affected device reconnects through its hub's throttle"),
         ),
     };
@@ -321,6 +332,7 @@ fn incident(r: &Run<'_>, i: usize, inc: &super::scenario::Incident) -> IncidentF
         clear_at_secs: secs(clear.saturating_sub(T0)),
         affected,
         recovered: times.len(),
+        down_at_clear,
         p50_secs: at(50),
         t99_secs: at(99),
         t100_secs: at(100),

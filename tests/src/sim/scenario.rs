@@ -234,6 +234,10 @@ pub(crate) fn mins(m: f64) -> u64 {
 }
 
 /// The plan for scenario `s`.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one arm per scenario: the function reads as the table of scenarios"
+)]
 pub(crate) fn plan(s: ScenarioName, p: &ScenarioParams) -> Plan {
     use Change::{IncidentClear as Clear, IncidentStart as Start};
     let lead = p.lead_secs * 1000;

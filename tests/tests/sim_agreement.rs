@@ -175,7 +175,7 @@ fn simulated(scenario: ScenarioName, params: &ScenarioParams, rate: u32) -> Figu
         sum.registrations += r.dps.registrations.mean;
         sum.connects += r.hub.connects.mean;
         sum.p50 += inc.p50_secs.unwrap_or(f64::NAN);
-        sum.max += inc.t100_secs.unwrap_or(f64::NAN);
+        sum.max += inc.max_secs.unwrap_or(f64::NAN);
     }
     #[allow(clippy::cast_precision_loss, reason = "a handful of seeds")]
     let k = SIM_SEEDS as f64;

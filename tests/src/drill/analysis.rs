@@ -13,46 +13,6 @@ use serde::Serialize;
 use super::fleet::{FleetStats, mids_in};
 use super::story::{PhaseRun, accepted_hub};
 
-/// p50, p99 and max of a set of durations, in seconds.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
-pub struct Spread {
-    /// How many samples.
-    pub n: usize,
-    /// Median.
-    pub p50: f64,
-    /// 99th percentile (nearest rank).
-    pub p99: f64,
-    /// Largest.
-    pub max: f64,
-}
-
-impl Spread {
-    /// The spread of `xs` (seconds).
-    pub fn of(xs: &[f64]) -> Self {
-        let mut v = xs.to_vec();
-        v.sort_by(f64::total_cmp);
-        let rank = |q: f64| -> f64 {
-            if v.is_empty() {
-                return 0.0;
-            }
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                clippy::cast_precision_loss,
-                reason = "a rank within a small vector"
-            )]
-            let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
-            v[i]
-        };
-        Self {
-            n: v.len(),
-            p50: rank(0.5),
-            p99: rank(0.99),
-            max: v.last().copied().unwrap_or(0.0),
-        }
-    }
-}
-
 /// Seconds from `a` to `b` on the cloud's clock.
 pub fn secs_between(a: Millis, b: Millis) -> f64 {
     #[allow(clippy::cast_precision_loss, reason = "milliseconds of a drill")]

@@ -9,9 +9,10 @@ use hubswap_spec::{Config, Guarantee, Verdict};
 use serde::Serialize;
 
 use super::DrillArgs;
-use super::analysis::{self, Counts, Messages, Second, Spread};
+use super::analysis::{self, Counts, Messages, Second};
 use super::fleet::FleetStats;
 use super::story::PhaseRun;
+use crate::report::recovery::{self, Bound, Recovery};
 
 /// The settings the drill ran with.
 #[derive(Debug, Clone, Serialize)]
@@ -30,31 +31,6 @@ pub struct Settings {
     pub tolerance_ms: u64,
     /// Wall-clock duration of the whole drill (s).
     pub duration_secs: f64,
-}
-
-/// One phase's recovery.
-#[derive(Debug, Clone, Serialize)]
-pub struct PhaseReport {
-    /// Name.
-    pub name: String,
-    /// What happened.
-    pub what: String,
-    /// When it started (seconds since the cloud started).
-    pub start_at_secs: f64,
-    /// Devices that had to recover.
-    pub affected: usize,
-    /// Devices that did.
-    pub recovered: usize,
-    /// Recovery times (s).
-    pub recovery: Spread,
-    /// The physical floor: devices that must pass DPS / R (s).
-    pub floor_secs: f64,
-    /// The theoretical bound: the floor plus the spec's worst-case path (s).
-    pub bound_secs: f64,
-    /// How the bound is made up.
-    pub bound_formula: String,
-    /// The slowest device recovered within the bound.
-    pub within_bound: bool,
 }
 
 /// One guarantee's outcome over the fleet.
@@ -80,7 +56,7 @@ pub struct DrillReport {
     /// Settings.
     pub settings: Settings,
     /// Phases in order.
-    pub phases: Vec<PhaseReport>,
+    pub phases: Vec<Recovery>,
     /// DPS and connection counts.
     pub counts: Counts,
     /// Telemetry.
@@ -141,6 +117,20 @@ fn bound(name: &str, moved: usize, rate: u32, c: &Config) -> (f64, f64, String) 
     (floor, floor + path, formula.to_owned())
 }
 
+/// What no client can beat when `moved` devices must pass a sliding window of `rate`
+/// registrations per minute: the first `rate` at once, then `rate` more each minute.
+fn window_floor(moved: usize, rate: u32) -> Bound {
+    let minutes = moved.div_ceil(rate.max(1) as usize).saturating_sub(1);
+    #[allow(clippy::cast_precision_loss, reason = "a few minutes")]
+    let secs = minutes as f64 * 60.0;
+    Bound {
+        secs,
+        formula: String::from(
+            "(ceil(N/R) - 1) x 60 s: the sliding window admits R registrations at once and R more per minute",
+        ),
+    }
+}
+
 /// Builds the report from the cloud's records and the fleet's counts.
 pub fn build(
     a: &DrillArgs,
@@ -154,20 +144,24 @@ pub fn build(
         .iter()
         .map(|p| {
             let times = analysis::recovery_times(records, p);
-            let recovery = Spread::of(&times);
-            let (floor_secs, bound_secs, bound_formula) =
-                bound(&p.name, p.moved, a.registrations_per_minute, config);
-            PhaseReport {
+            let [p50, p99, max] = Recovery::quantiles(&times, p.affected.len());
+            let rate = a.registrations_per_minute;
+            let (n_over_r, bound_secs, bound_formula) = bound(&p.name, p.moved, rate, config);
+            Recovery {
                 name: p.name.clone(),
                 what: p.what.clone(),
                 start_at_secs: analysis::secs_between(hubswap_spec::Millis::ZERO, p.start_at),
                 affected: p.affected.len(),
                 recovered: times.len(),
-                recovery,
-                floor_secs,
-                bound_secs,
-                bound_formula,
-                within_bound: times.len() == p.affected.len() && recovery.max <= bound_secs,
+                p50_secs: p50,
+                p99_secs: p99,
+                max_secs: max,
+                n_over_r_secs: n_over_r,
+                floor: (p.moved > 0).then(|| window_floor(p.moved, rate)),
+                bound: Some(Bound {
+                    secs: bound_secs,
+                    formula: bound_formula,
+                }),
             }
         })
         .collect();
@@ -256,27 +250,7 @@ impl DrillReport {
             s.duration_secs
         );
         let _ = writeln!(o, "\nrecovery per phase (seconds)");
-        let _ = writeln!(
-            o,
-            "  {:<18} {:>9} {:>7} {:>7} {:>7} {:>8} {:>8}  within",
-            "phase", "recovered", "p50", "p99", "max", "N/R", "bound"
-        );
-        for p in &self.phases {
-            let _ = writeln!(
-                o,
-                "  {:<18} {:>4}/{:<4} {:>7.2} {:>7.2} {:>7.2} {:>8.2} {:>8.2}  {}",
-                p.name,
-                p.recovered,
-                p.affected,
-                p.recovery.p50,
-                p.recovery.p99,
-                p.recovery.max,
-                p.floor_secs,
-                p.bound_secs,
-                if p.within_bound { "yes" } else { "NO" }
-            );
-            let _ = writeln!(o, "    {}", p.what);
-        }
+        o.push_str(&recovery::render_text(&self.phases));
         let c = &self.counts;
         let _ = writeln!(
             o,

@@ -11,6 +11,7 @@ use super::engine::{Dev, T0};
 use super::policy::PolicyInfo;
 use super::scenario::{Floor, Plan, ScenarioName, ScenarioParams, Target};
 use super::stats::{DOWN, Stats, Status, UNAFFECTED};
+use crate::report::recovery::{self, Bound, Recovery};
 
 /// Mean, 99th percentile and maximum of a per-device count.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -91,38 +92,6 @@ pub struct HubFigures {
     pub refused_by_throttle: u64,
 }
 
-/// One incident's recovery.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct IncidentFigures {
-    /// Its name.
-    pub name: String,
-    /// Which devices it is about.
-    pub target: Target,
-    /// When its fault cleared (s from the timeline's start).
-    pub clear_at_secs: f64,
-    /// Targets that were disconnected during it.
-    pub affected: usize,
-    /// Of those, connected again by the end.
-    pub recovered: usize,
-    /// Of those, still not connected when the fault cleared (the N of the floor).
-    pub down_at_clear: usize,
-    /// Time from the fault clearing until 50 / 99 / 100 % of the affected were connected again
-    /// (s); `None` when that share never was.
-    pub p50_secs: Option<f64>,
-    /// See `p50_secs`.
-    pub t99_secs: Option<f64>,
-    /// See `p50_secs`.
-    pub t100_secs: Option<f64>,
-    /// A lower bound on `t100_secs` that no policy can beat, for the devices still down when
-    /// the fault cleared.
-    pub floor_secs: f64,
-    /// How the floor is computed.
-    pub floor_formula: String,
-    /// N/R for the devices down at the clear (s): a reference, not a floor (the sliding window
-    /// admits R at once).
-    pub n_over_r_secs: f64,
-}
-
 /// The time series behind the charts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Timeline {
@@ -168,7 +137,7 @@ pub struct SimReport {
     /// Hub figures.
     pub hub: HubFigures,
     /// Recovery per incident.
-    pub incidents: Vec<IncidentFigures>,
+    pub incidents: Vec<Recovery>,
     /// Devices not connected when the run ended.
     pub not_connected_at_end: usize,
     /// The charts' data.
@@ -283,62 +252,65 @@ pub(crate) fn build(r: &Run<'_>) -> SimReport {
     clippy::cast_precision_loss,
     reason = "device counts and rates far below 2^52"
 )]
-fn incident(r: &Run<'_>, i: usize, inc: &super::scenario::Incident) -> IncidentFigures {
-    let clock = r.stats.clocks[i];
+fn incident(r: &Run<'_>, index: usize, inc: &super::scenario::Incident) -> Recovery {
+    let clock = r.stats.clocks[index];
     let clear = clock.clear.unwrap_or(r.stats.end);
-    let rec = &r.stats.recovered[i];
+    let rec = &r.stats.recovered[index];
     let affected = rec.iter().filter(|&&t| t != UNAFFECTED).count();
-    let mut times: Vec<u64> = rec
+    let times: Vec<f64> = rec
         .iter()
         .filter(|&&t| t != UNAFFECTED && t != DOWN)
-        .map(|&t| t.saturating_sub(clear))
+        .map(|&t| secs(t.saturating_sub(clear)))
         .collect();
-    times.sort_unstable();
-    let at = |q: usize| -> Option<f64> {
-        if affected == 0 {
-            return Some(0.0);
-        }
-        let rank = (affected * q).div_ceil(100).max(1) - 1;
-        times.get(rank).map(|&t| secs(t))
-    };
     let down_at_clear = rec
         .iter()
         .filter(|&&t| t != UNAFFECTED && (t == DOWN || t > clear))
         .count();
     let n = down_at_clear as f64;
     let rate = f64::from(r.cloud.registrations_per_minute.max(1));
-    let c = f64::from(r.cloud.hub_connects_per_second.max(1));
     let hubs = match inc.target {
         Target::Hub(_) => 1.0,
         Target::All | Target::Subset => f64::from(r.cloud.hubs.max(1)),
     };
-    let c = c * hubs;
-    let (floor_secs, floor_formula) = match inc.floor {
+    let per_second = f64::from(r.cloud.hub_connects_per_second.max(1)) * hubs;
+    let (floor_secs, formula) = match inc.floor {
         Floor::DpsThenHub => (
-            (((n / rate).ceil() - 1.0).max(0.0) * 60.0).max(n / c),
+            (((n / rate).ceil() - 1.0).max(0.0) * 60.0).max(n / per_second),
             format!(
-                "max((ceil(N/R) - 1) x 60 s, N/(C x {hubs})): the sliding window admits R registrations at once \
-                 and R more per minute, and each of the {hubs} hub(s) admits C connects/s"
+                "max((ceil(N/R) - 1) x 60 s, N/(C x {hubs})) with N = {down_at_clear} down at the clear: the sliding \
+                 window admits R registrations at once and R more per minute, and each of the {hubs} hub(s) admits \
+                 C connects/s"
             ),
         ),
         Floor::Hubs => (
-            n / c,
-            format!("N/(C x {hubs}): every affected device reconnects through its hub's throttle"),
+            n / per_second,
+            format!(
+                "N/(C x {hubs}) with N = {down_at_clear} down at the clear: every one reconnects through its hub's throttle"
+            ),
         ),
     };
-    IncidentFigures {
+    let target = match inc.target {
+        Target::All => String::from("the whole fleet"),
+        Target::Hub(h) => format!("the devices first allocated to hub-{h}"),
+        Target::Subset => format!("{} % of the fleet", r.params.device_percent),
+    };
+    let [p50, p99, max] = Recovery::quantiles(&times, affected);
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    Recovery {
         name: inc.name.to_owned(),
-        target: inc.target,
-        clear_at_secs: secs(clear.saturating_sub(T0)),
+        what: format!("{target}; measured from the clear"),
+        start_at_secs: secs(clear.saturating_sub(T0)),
         affected,
         recovered: times.len(),
-        down_at_clear,
-        p50_secs: at(50),
-        t99_secs: at(99),
-        t100_secs: at(100),
-        floor_secs: (floor_secs * 100.0).round() / 100.0,
-        floor_formula,
-        n_over_r_secs: (n / rate * 60.0 * 100.0).round() / 100.0,
+        p50_secs: p50,
+        p99_secs: p99,
+        max_secs: max,
+        n_over_r_secs: round(n / rate * 60.0),
+        floor: Some(Bound {
+            secs: round(floor_secs),
+            formula,
+        }),
+        bound: None,
     }
 }
 
@@ -413,28 +385,7 @@ impl SimReport {
             self.events
         );
         let _ = writeln!(o, "\nrecovery after the fault clears (seconds)");
-        let _ = writeln!(
-            o,
-            "  {:<12} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            "incident", "affected", "recovered", "p50", "t99", "t100", "floor", "N/R"
-        );
-        for i in &self.incidents {
-            let _ = writeln!(
-                o,
-                "  {:<12} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8.1} {:>8.1}",
-                i.name,
-                i.affected,
-                i.recovered,
-                opt(i.p50_secs),
-                opt(i.t99_secs),
-                opt(i.t100_secs),
-                i.floor_secs,
-                i.n_over_r_secs
-            );
-        }
-        for i in &self.incidents {
-            let _ = writeln!(o, "  floor of {}: {}", i.name, i.floor_formula);
-        }
+        o.push_str(&recovery::render_text(&self.incidents));
         let _ = writeln!(
             o,
             "\nDPS per device: registrations mean {:.2} p99 {} max {}; polls mean {:.2} p99 {} max {}",
@@ -513,9 +464,9 @@ pub fn render_matrix(runs: &[SimReport]) -> String {
                 r.dps.peak_requests_per_minute,
                 r.dps.throttled_share * 100.0,
                 r.hub.peak_connects_per_second,
-                opt(i.t99_secs),
-                opt(i.t100_secs),
-                i.floor_secs,
+                opt(i.p99_secs),
+                opt(i.max_secs),
+                i.floor.as_ref().map_or(0.0, |f| f.secs),
                 r.not_connected_at_end
             );
         }

@@ -1,5 +1,11 @@
-//! The conformance report: a verdict per guarantee with the timeline that decided it, rendered
-//! for a terminal, as JSON, and as JUnit XML for CI systems.
+//! Reports. Every report hubswap writes is built from the pieces here:
+//!
+//! | module | what | used by |
+//! | --- | --- | --- |
+//! | this module | a verdict per guarantee with the timeline that decided it (terminal, JSON, JUnit XML) | the runner |
+//! | [`recovery`] | recovery rows (median, p99, max against N/R, a floor and a bound), as a terminal and an HTML table | the drill, the simulator |
+//! | [`chart`] | a time chart in two panels (plotters, SVG) | the drill, the simulator |
+//! | [`page`] | the self-contained HTML page every HTML report is | the drill, the simulator |
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -7,6 +13,10 @@ use std::time::Duration;
 use hubswap_spec::{Guarantee, GuaranteeGrade, Observation, Verdict};
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 use serde::Serialize;
+
+pub mod chart;
+pub mod page;
+pub mod recovery;
 
 /// One scenario as it ran.
 #[derive(Debug, Clone, Serialize)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use hubswap_mock_cloud::log::{DpsRequestKind, Endpoint, to_observations};
 use hubswap_mock_cloud::{Event, LogRecord};
 use hubswap_spec::trace::{Observation, Observed};
-use hubswap_spec::{Config, Divergence, GuaranteeGrade, Millis, TraceCheck, grade};
+use hubswap_spec::{Config, GuaranteeGrade, Millis, TraceCheck, grade};
 use serde::Serialize;
 
 use super::fleet::{FleetStats, mids_in};
@@ -212,14 +212,4 @@ pub fn grades(
         tolerance,
     };
     (grade(&check, &obs), obs)
-}
-
-/// The failing device's observations in the 5 s up to and including a divergence, in words.
-pub fn evidence(obs: &[Observation], d: &Divergence) -> Vec<String> {
-    let from = d.at.0.saturating_sub(5000);
-    obs.iter()
-        .take(d.step + 1)
-        .filter(|o| o.device == d.device && o.at.0 >= from)
-        .map(|o| format!("{:>9.3}s {:?}", secs_between(Millis::ZERO, o.at), o.event))
-        .collect()
 }

@@ -5,13 +5,14 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use hubswap_mock_cloud::LogRecord;
-use hubswap_spec::{Config, Guarantee, Verdict};
+use hubswap_spec::{Config, Verdict};
 use serde::Serialize;
 
 use super::DrillArgs;
 use super::analysis::{self, Counts, Messages, Second};
 use super::fleet::FleetStats;
 use super::story::PhaseRun;
+use crate::report::GuaranteeReport;
 use crate::report::recovery::{self, Bound, Recovery};
 
 /// The settings the drill ran with.
@@ -33,23 +34,6 @@ pub struct Settings {
     pub duration_secs: f64,
 }
 
-/// One guarantee's outcome over the fleet.
-#[derive(Debug, Clone, Serialize)]
-pub struct GuaranteeLine {
-    /// Which.
-    pub guarantee: Guarantee,
-    /// Its statement.
-    pub title: String,
-    /// Fail if any device failed it.
-    pub verdict: Verdict,
-    /// Devices that failed it.
-    pub failing_devices: usize,
-    /// The first divergences, in words.
-    pub failures: Vec<String>,
-    /// What the cloud saw of the first failing device in the 5 s before its first divergence.
-    pub evidence: Vec<String>,
-}
-
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillReport {
@@ -62,7 +46,7 @@ pub struct DrillReport {
     /// Telemetry.
     pub messages: Messages,
     /// G1–G8.
-    pub guarantees: Vec<GuaranteeLine>,
+    pub guarantees: Vec<GuaranteeReport>,
     /// The timeline behind the chart.
     pub timeline: Vec<Second>,
     /// The hubs, in order.
@@ -169,28 +153,7 @@ pub fn build(
         analysis::grades(records, config, Duration::from_millis(a.tolerance_ms));
     let guarantees = grades
         .iter()
-        .map(|g| {
-            let mut devices: Vec<&str> = g.divergences.iter().map(|d| d.device.as_str()).collect();
-            devices.sort_unstable();
-            devices.dedup();
-            GuaranteeLine {
-                guarantee: g.guarantee,
-                title: g.guarantee.title().to_owned(),
-                verdict: g.verdict,
-                failing_devices: devices.len(),
-                failures: g
-                    .divergences
-                    .iter()
-                    .take(5)
-                    .map(ToString::to_string)
-                    .collect(),
-                evidence: g
-                    .divergences
-                    .first()
-                    .map(|d| analysis::evidence(&observations, d))
-                    .unwrap_or_default(),
-            }
-        })
+        .map(|g| GuaranteeReport::of_grade("drill", g, &observations, 5))
         .collect();
     let mut hubs: Vec<String> = Vec::new();
     for r in records {
@@ -277,20 +240,7 @@ impl DrillReport {
             o,
             "\nguarantees (every device graded by hubswap_spec::grade)"
         );
-        for g in &self.guarantees {
-            let verdict = match g.verdict {
-                Verdict::Pass => "held",
-                Verdict::Fail => "FAILED",
-                Verdict::NotApplicable => "not exercised",
-            };
-            let _ = writeln!(o, "  {:<3} {:<13} {}", g.guarantee, verdict, g.title);
-            for f in &g.failures {
-                let _ = writeln!(o, "        {f}");
-            }
-            for e in &g.evidence {
-                let _ = writeln!(o, "          | {e}");
-            }
-        }
+        o.push_str(&crate::report::render_guarantees(&self.guarantees));
         let _ = writeln!(
             o,
             "\n{}",

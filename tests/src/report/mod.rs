@@ -2,7 +2,7 @@
 //!
 //! | module | what | used by |
 //! | --- | --- | --- |
-//! | this module | a verdict per guarantee with the timeline that decided it (terminal, JSON, JUnit XML) | the runner |
+//! | this module | a verdict per guarantee with the timeline that decided it (terminal, JSON, JUnit XML) | the runner, the drill |
 //! | [`recovery`] | recovery rows (median, p99, max against N/R, a floor and a bound), as a terminal and an HTML table | the drill, the simulator |
 //! | [`chart`] | a time chart in two panels (plotters, SVG) | the drill, the simulator |
 //! | [`page`] | the self-contained HTML page every HTML report is | the drill, the simulator |
@@ -53,10 +53,80 @@ pub struct GuaranteeReport {
     pub title: String,
     /// Fail if any scenario failed it, pass if any exercised it, else not applicable.
     pub verdict: Verdict,
+    /// Devices that failed it.
+    pub failing_devices: usize,
     /// Why it failed, one line per divergence.
     pub failures: Vec<String>,
     /// The observations that decided it.
     pub timeline: Vec<TimelineEntry>,
+}
+
+impl GuaranteeReport {
+    /// The report of one grade over a fleet: at most `max_failures` divergences in words, and
+    /// what the cloud saw of the first failing device in the 5 s up to its first divergence.
+    pub fn of_grade(
+        scenario: &str,
+        grade: &GuaranteeGrade,
+        observations: &[Observation],
+        max_failures: usize,
+    ) -> Self {
+        let mut devices: Vec<&str> = grade
+            .divergences
+            .iter()
+            .map(|d| d.device.as_str())
+            .collect();
+        devices.sort_unstable();
+        devices.dedup();
+        let timeline = grade.divergences.first().map_or_else(Vec::new, |d| {
+            let from = d.at.0.saturating_sub(5000);
+            observations
+                .iter()
+                .take(d.step + 1)
+                .filter(|o| o.device == d.device && o.at.0 >= from)
+                .map(|o| TimelineEntry {
+                    scenario: scenario.to_owned(),
+                    at_ms: o.at.0,
+                    device: o.device.clone(),
+                    event: format!("{:?}", o.event),
+                })
+                .collect()
+        });
+        Self {
+            guarantee: grade.guarantee,
+            title: grade.guarantee.title().to_owned(),
+            verdict: grade.verdict,
+            failing_devices: devices.len(),
+            failures: grade
+                .divergences
+                .iter()
+                .take(max_failures)
+                .map(ToString::to_string)
+                .collect(),
+            timeline,
+        }
+    }
+}
+
+/// Guarantees for a terminal: the verdict and statement of each, and for a failed one its
+/// divergences and the observations that decided it.
+pub fn render_guarantees(guarantees: &[GuaranteeReport]) -> String {
+    let mut out = String::new();
+    for g in guarantees {
+        let _ = writeln!(out, "  {} {:<5} {}", g.guarantee, label(g.verdict), g.title);
+        for f in &g.failures {
+            let _ = writeln!(out, "      ✗ {f}");
+        }
+        if g.verdict == Verdict::Fail {
+            for t in &g.timeline {
+                let _ = writeln!(
+                    out,
+                    "        {:>9} ms  [{}] {}  {}",
+                    t.at_ms, t.scenario, t.device, t.event
+                );
+            }
+        }
+    }
+    out
 }
 
 /// The whole report.
@@ -79,6 +149,7 @@ impl Report {
                 guarantee,
                 title: guarantee.title().to_string(),
                 verdict: Verdict::NotApplicable,
+                failing_devices: 0,
                 failures: Vec::new(),
                 timeline: Vec::new(),
             })
@@ -108,6 +179,9 @@ impl Report {
                 continue;
             };
             entry.verdict = merge(entry.verdict, grade.verdict);
+            if !grade.divergences.is_empty() {
+                entry.failing_devices = entry.failing_devices.max(1);
+            }
             for d in &grade.divergences {
                 entry.failures.push(format!("[{}] {d}", outcome.name));
             }
@@ -151,21 +225,7 @@ impl Report {
             }
         }
         let _ = writeln!(out, "\nguarantees:");
-        for g in &self.guarantees {
-            let _ = writeln!(out, "  {} {:<5} {}", g.guarantee, label(g.verdict), g.title);
-            for f in &g.failures {
-                let _ = writeln!(out, "      ✗ {f}");
-            }
-            if g.verdict == Verdict::Fail {
-                for t in &g.timeline {
-                    let _ = writeln!(
-                        out,
-                        "        {:>9} ms  [{}] {}  {}",
-                        t.at_ms, t.scenario, t.device, t.event
-                    );
-                }
-            }
-        }
+        out.push_str(&render_guarantees(&self.guarantees));
         let _ = writeln!(
             out,
             "\nresult: {}",
@@ -234,7 +294,7 @@ fn label(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "pass",
         Verdict::Fail => "FAIL",
-        Verdict::NotApplicable => "n/a",
+        Verdict::NotApplicable => "not exercised",
     }
 }
 

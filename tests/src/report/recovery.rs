@@ -69,6 +69,14 @@ impl Recovery {
     }
 }
 
+fn within_word<'a>(r: &Recovery, no: &'a str) -> &'a str {
+    match r.within_bound() {
+        Some(true) => "yes",
+        Some(false) => no,
+        None => "-",
+    }
+}
+
 fn cell(x: Option<f64>) -> String {
     x.map_or_else(|| String::from("never"), |v| format!("{v:.2}"))
 }
@@ -87,11 +95,7 @@ pub fn render_text(rows: &[Recovery]) -> String {
         "incident", "recovered", "p50", "p99", "max", "N/R", "floor", "bound"
     );
     for r in rows {
-        let within = match r.within_bound() {
-            Some(true) => "yes",
-            Some(false) => "NO",
-            None => "-",
-        };
+        let within = within_word(r, "NO");
         let _ = writeln!(
             o,
             "  {:<18} {:>5}/{:<5} {:>8} {:>8} {:>8} {:>8.2} {:>8} {:>8}  {within}",
@@ -125,11 +129,7 @@ pub fn render_html(rows: &[Recovery]) -> String {
     );
     for r in rows {
         let title = |b: Option<&Bound>| b.map_or_else(String::new, |b| esc(&b.formula));
-        let within = match r.within_bound() {
-            Some(true) => "yes",
-            Some(false) => "<span class=\"fail\">no</span>",
-            None => "-",
-        };
+        let within = within_word(r, "<span class=\"fail\">no</span>");
         let _ = writeln!(
             h,
             "<tr><td title=\"{}\">{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td>\

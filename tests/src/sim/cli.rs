@@ -240,6 +240,23 @@ impl SimulateArgs {
 /// One run's report and its wall-clock seconds.
 type Outcome = Result<(SimReport, f64), SimError>;
 
+/// One run's speed: wall time, events, events per second (not part of the report, which is a
+/// function of the inputs alone).
+fn speed_line(rep: &SimReport, wall: f64) -> String {
+    #[allow(clippy::cast_precision_loss, reason = "event counts far below 2^52")]
+    let rate = rep.events as f64 / wall.max(1e-9);
+    format!(
+        "{} x {} x {}: {:.1} s wall for {:.0} s simulated, {} events, {:.2} M events/s",
+        rep.scenario,
+        rep.policy.name,
+        rep.devices,
+        wall,
+        rep.simulated_secs,
+        rep.events,
+        rate / 1e6
+    )
+}
+
 /// Runs what `args` asks for, prints the report(s) and writes the files.
 pub fn run(args: &SimulateArgs) -> Result<Vec<SimReport>, CliError> {
     let requests = args.requests()?;
@@ -276,6 +293,14 @@ pub fn run(args: &SimulateArgs) -> Result<Vec<SimReport>, CliError> {
                     let mut tick =
                         |secs: u64| bar.set_message(format!("{name}: {secs} s simulated"));
                     let r = simulate(req, &mut tick).map(|rep| (rep, t.elapsed().as_secs_f64()));
+                    if let Ok((rep, wall)) = &r {
+                        let line = speed_line(rep, *wall);
+                        if bar.is_hidden() {
+                            eprintln!("{line}");
+                        } else {
+                            bar.println(line);
+                        }
+                    }
                     if let Ok(mut all) = results.lock() {
                         all[i] = Some(r);
                     }
@@ -292,19 +317,7 @@ pub fn run(args: &SimulateArgs) -> Result<Vec<SimReport>, CliError> {
         .into_iter()
         .flatten()
     {
-        let (rep, wall) = r?;
-        #[allow(clippy::cast_precision_loss, reason = "event counts far below 2^52")]
-        let rate = rep.events as f64 / wall.max(1e-9);
-        eprintln!(
-            "{} x {} x {}: {:.1} s wall, {} events, {:.2} M events/s",
-            rep.scenario,
-            rep.policy.name,
-            rep.devices,
-            wall,
-            rep.events,
-            rate / 1e6
-        );
-        reports.push(rep);
+        reports.push(r?.0);
     }
     eprintln!("total {:.1} s wall", started.elapsed().as_secs_f64());
     if reports.len() == 1 && !args.matrix {

@@ -1,4 +1,4 @@
-//! SAS tokens and group-key derivation (protocol.md §1), built with `hmac` and `sha2`.
+//! SAS tokens and group-key derivation (spec/PROTOCOL.md §1), built with `hmac` and `sha2`.
 //!
 //! Keys and tokens are wrapped in [`SecretKey`] and [`SasToken`], whose `Debug` output is
 //! redacted, so that they cannot end up in a log by accident.
@@ -52,7 +52,7 @@ impl SecretKey {
     }
 
     /// The device key of `registration_id` in a group enrollment whose key is `self`
-    /// (protocol.md §1.4): `base64(HMAC-SHA256(group key, registration id))`.
+    /// (spec/PROTOCOL.md §1.4): `base64(HMAC-SHA256(group key, registration id))`.
     pub fn derive_device_key(&self, registration_id: &str) -> Result<Self, AuthError> {
         Ok(Self(self.sign(registration_id.as_bytes())?))
     }
@@ -73,7 +73,7 @@ impl SasToken {
     /// expires at `expiry` (seconds since the Unix epoch).
     ///
     /// `sr` is URL-encoded with uppercase hex (`%2F`), the Python and C# SDK style; the
-    /// signature covers `{sr}\n{se}` exactly as sent (protocol.md §1.1–§1.2).
+    /// signature covers `{sr}\n{se}` exactly as sent (spec/PROTOCOL.md §1.1–§1.2).
     pub fn new(
         key: &SecretKey,
         resource: &str,

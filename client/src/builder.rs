@@ -20,7 +20,7 @@ pub type HubResolver = Arc<dyn Fn(&str) -> (String, u16) + Send + Sync>;
 /// The global DPS endpoint.
 pub const GLOBAL_DPS_HOST: &str = "global.azure-devices-provisioning.net";
 
-/// The largest telemetry payload IoT Hub accepts (protocol.md §7).
+/// The largest telemetry payload IoT Hub accepts (spec/PROTOCOL.md §7).
 pub const MAX_MESSAGE: usize = 256 * 1024;
 
 /// The validated settings the driver runs with.

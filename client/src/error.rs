@@ -1,4 +1,4 @@
-//! The client's error types, one per layer (style-anchors §2.6).
+//! The client's error types, one per layer.
 
 use crate::auth::AuthError;
 
@@ -15,7 +15,7 @@ pub enum ConfigError {
     /// No registration id was given (and no certificate to take it from).
     #[error("the registration id is required")]
     MissingRegistrationId,
-    /// The registration id breaks the DPS rules (protocol.md §1.4).
+    /// The registration id breaks the DPS rules (spec/PROTOCOL.md §1.4).
     #[error(
         "invalid registration id {0:?}: up to 128 of a-z A-Z 0-9 - . _ :, ending alphanumeric or -"
     )]
@@ -52,7 +52,7 @@ pub enum ConfigError {
     /// The spec's timing options do not validate.
     #[error("timing: {0}")]
     Spec(#[from] hubswap_spec::ConfigError),
-    /// The keep-alive is outside 1 s..=1177 s (protocol.md §4.2).
+    /// The keep-alive is outside 1 s..=1177 s (spec/PROTOCOL.md §4.2).
     #[error("keep-alive must be within 1..=1177 s")]
     KeepAlive,
     /// The assignment store could not be read.

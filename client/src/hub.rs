@@ -1,5 +1,5 @@
 //! The hub link: one task that owns rumqttc's `EventLoop` and polls it only while the machine
-//! wants a connection (design.md "the state machine owns retry timing").
+//! wants a connection (the state machine owns retry timing; see `hub` in lib.rs).
 //!
 //! After any error the task reports it and stops polling until the driver sends the next
 //! [`HubCmd::Connect`]; rumqttc's own immediate reconnect never happens. Switching hub or

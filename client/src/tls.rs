@@ -1,4 +1,4 @@
-//! rustls client configurations, with the ring provider only (crates.md "crypto provider
+//! rustls client configurations, with the ring provider only (the rustls "crypto provider
 //! pitfall"): the provider is passed explicitly, so no process default is needed.
 
 use std::sync::Arc;

@@ -32,7 +32,7 @@
 //!
 //! # Faults
 //!
-//! Faults live at the edges (design.md): the registry's `State` carries a fault overlay, and
+//! Faults live at the edges: the registry's `State` carries a fault overlay, and
 //! each edge asks it at its step — the accept loop (refuse, blackhole), after CONNECT (hold,
 //! reset, blackhole), the CONNACK decision (expired, revoked, blocked, disabled, internal
 //! error), after CONNACK (drop), before each send (delay), twin requests, and the DPS front for
@@ -41,13 +41,13 @@
 //! the token; fire a fault injection). A [`Fault`] is applied the same way from the Rust API,
 //! the admin API, the CLI and scenario files, and each one is logged with its parameters.
 //!
-//! The service side (design.md, "rumqttd's place"): the mock publishes what it sees to an
+//! The service side (the crate README, "Service-side event stream"): the mock publishes what it sees to an
 //! embedded rumqttd broker on loopback (`hubswap/devices/{id}/telemetry`, `.../properties`,
 //! `.../connection`, `hubswap/dps/registrations`, `hubswap/faults`), fed from the observation
 //! log's broadcast; see the README for the topic schema.
 //!
 //! The hubs are not rumqttd: rumqttd cannot carry `$iothub`/`$dps` topics nor choose CONNACK
-//! codes (see design.md). Each connection is one task owning a `Framed` TLS stream with
+//! codes (see the workspace README, "Decisions"). Each connection is one task owning a `Framed` TLS stream with
 //! rumqttc's v4 codec; the registry reaches it through a control channel (kick, publish, C2D).
 //!
 //! # Layouts
@@ -60,7 +60,7 @@
 //!
 //! # Wire behaviour
 //!
-//! Refusals follow protocol.md §5.2: CONNACK 5 for a bad, expired or missing credential, an
+//! Refusals follow spec/PROTOCOL.md §5.2: CONNACK 5 for a bad, expired or missing credential, an
 //! unknown device or a blocked one; 3 for a device disabled on the hub; 2 for a client id that
 //! is not the username's device. Protocol violations (malformed packets, foreign topics, QoS 2,
 //! oversized telemetry) drop the connection and are logged; refused subscriptions get SUBACK

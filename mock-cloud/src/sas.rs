@@ -1,4 +1,4 @@
-//! SAS tokens (protocol.md §1): parsing, verification, key derivation and minting.
+//! SAS tokens (spec/PROTOCOL.md §1): parsing, verification, key derivation and minting.
 //!
 //! The signature is checked over the `sr` substring *exactly as received* plus `"\n"` plus the
 //! raw `se` (§1.2 mock rule), so every SDK's encoding of `sr` verifies. The resource is compared

@@ -1,7 +1,7 @@
 //! The wire-signal classification: one table and one function (SPEC §2).
 //!
 //! Every signal the network can hand the device maps to exactly one [`Class`]; the reaction to
-//! each class lives in [`crate::step()`]. Ambiguity (protocol.md §5.5) is not resolved here but by
+//! each class lives in [`crate::step()`]. Ambiguity (spec/PROTOCOL.md §5.5) is not resolved here but by
 //! state: counters ([`crate::State::unreachable`], [`crate::State::unavailable`]), the
 //! fresh-token retry ([`crate::AuthStage`]) and asking DPS.
 
@@ -27,7 +27,7 @@ pub enum ConnectFailure {
     Tls,
 }
 
-/// What DPS answered, over MQTT or HTTPS (protocol.md §2.3–§3).
+/// What DPS answered, over MQTT or HTTPS (spec/PROTOCOL.md §2.3–§3).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum DpsReply {
     /// 200 with `status: assigned`.

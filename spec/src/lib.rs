@@ -68,7 +68,7 @@ pub use invariants::Violation;
 pub use io::{Action, Command, Env, Input};
 pub use mutation::Mutation;
 pub use state::{Assignment, AuthStage, Next, Phase, PhaseKind, State, Timer, Timers, Token};
-pub use step::{Step, step};
+pub use step::{Step, step, step_owned};
 pub use time::Millis;
 pub use trace::{
     Credential, Divergence, DpsAnswer, DpsRequest, GuaranteeGrade, Observation, Observed, Side,

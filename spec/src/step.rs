@@ -28,6 +28,12 @@ pub fn step(cfg: &Config, state: &State, input: &Input, env: Env) -> Step {
     step_mutated(cfg, state, input, env, Mutation::None)
 }
 
+/// [`step`] on a state the caller gives up, so that nothing is copied: the same transition,
+/// for drivers that keep one state per device (a fleet simulator steps millions of them).
+pub fn step_owned(cfg: &Config, state: State, input: &Input, env: Env) -> Step {
+    step_from(cfg, state, input, env, Mutation::None)
+}
+
 /// [`step`] with a seeded mutant (SPEC §7.3).
 pub fn step_mutated(
     cfg: &Config,
@@ -36,9 +42,13 @@ pub fn step_mutated(
     env: Env,
     mutation: Mutation,
 ) -> Step {
+    step_from(cfg, state.clone(), input, env, mutation)
+}
+
+fn step_from(cfg: &Config, state: State, input: &Input, env: Env, mutation: Mutation) -> Step {
     let mut cx = Cx {
         cfg,
-        s: state.clone(),
+        s: state,
         actions: Vec::new(),
         env,
         m: mutation,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hubswap_spec::{
     Action, Assignment, Command, Config, ConnectFailure, DpsReply, Draw, Env, Input, Millis, Next,
-    Phase, State, Timer, WireSignal, step,
+    Phase, State, Timer, WireSignal, step, step_owned,
 };
 
 struct Dev {
@@ -32,15 +32,13 @@ impl Dev {
         }
     }
     fn input(&mut self, i: &Input) -> Vec<Action> {
-        let out = step(
-            &self.cfg,
-            &self.s,
-            i,
-            Env {
-                now: self.now,
-                draw: self.draw,
-            },
-        );
+        let env = Env {
+            now: self.now,
+            draw: self.draw,
+        };
+        let out = step(&self.cfg, &self.s, i, env);
+        let owned = step_owned(&self.cfg, self.s.clone(), i, env);
+        assert_eq!(owned, out, "step_owned is step without the copy");
         hubswap_spec::invariants::check(&self.cfg, &out.state).expect("invariants hold");
         self.s = out.state;
         out.actions

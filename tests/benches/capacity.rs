@@ -1,5 +1,5 @@
 //! Benchmark: the mock cloud's capacity on this machine, with the same load generator run
-//! against mosquitto for comparison (issue 7, "Benchmarks" item 2).
+//! against mosquitto for comparison.
 //!
 //! ```text
 //! cargo bench -p hubswap-conformance --bench capacity

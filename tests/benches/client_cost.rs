@@ -1,4 +1,4 @@
-//! Benchmark: what a hubswap client costs its device (issue 7, "Benchmarks" item 3).
+//! Benchmark: what a hubswap client costs its device.
 //!
 //! ```text
 //! cargo bench -p hubswap-conformance --bench client_cost

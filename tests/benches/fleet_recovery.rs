@@ -1,10 +1,10 @@
-//! Benchmark 1 (issue 7): fleet recovery against the physical bound.
+//! The fleet recovery benchmark: recovery against the physical bound.
 //!
 //! Every device of hub-0 (N of them) must move when hub-0 fails over to hub-1. DPS accepts R
 //! registrations per minute (the mock's `throttle` fault: a sliding one-minute window, wall
 //! clock), so no client can recover the fleet faster than N/R. We measure the time until 99 % and
 //! 100 % of the fleet is accepted on hub-1, as a ratio to N/R, and the DPS requests answered 429,
-//! for hubswap and for emulations of the official SDKs' retry policies (prior-art.md §2, §3).
+//! for hubswap and for emulations of the official SDKs' retry policies.
 //!
 //! ```text
 //! CARGO_TARGET_DIR=... cargo bench -p hubswap-conformance --bench fleet_recovery -- \

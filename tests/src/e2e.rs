@@ -1,4 +1,4 @@
-//! End-to-end fault scenarios (issue "Conformance suite" §2): real hubswap clients against a
+//! End-to-end fault scenarios (conformance suite): real hubswap clients against a
 //! real mock cloud over loopback, a timed sequence of faults, telemetry throughout, then checks.
 //!
 //! After the faults stop the harness checks that `spec::validate_trace` accepts the cloud's

@@ -1,4 +1,4 @@
-//! The refinement harness (issue "Conformance suite" §1): the client's statig machine against
+//! The refinement harness (conformance suite): the client's statig machine against
 //! `spec::step`, driven by random — and deliberately adversarial — input sequences.
 //!
 //! A sequence is generated without looking at the state (so that it shrinks well) and

@@ -1,4 +1,4 @@
-//! §2 of the conformance issue: fault scenarios end to end, with real hubswap clients against
+//! Conformance suite: fault scenarios end to end, with real hubswap clients against
 //! a real mock cloud over loopback sockets, delays scaled down through the spec's `Config`.
 //!
 //! - One named case per guarantee G1–G8.

@@ -1,4 +1,4 @@
-//! §1 of the conformance issue: the client machine refines `spec::step`.
+//! Conformance suite: the client machine refines `spec::step`.
 //!
 //! `PROPTEST_CASES` overrides the number of cases (default 2,000 sequences of up to 80 moves).
 //! A failure prints the minimal sequence and its seed, and is saved under

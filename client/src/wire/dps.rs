@@ -1,4 +1,4 @@
-//! DPS payloads and MQTT topics (protocol.md §2.2–§2.5, §3).
+//! DPS payloads and MQTT topics (spec/PROTOCOL.md §2.2–§2.5, §3).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! IoT Hub MQTT topics, property bags and twin documents (protocol.md §4).
+//! IoT Hub MQTT topics, property bags and twin documents (spec/PROTOCOL.md §4).
 
 use super::{WireError, bag_get, parse_bag};
 use crate::auth::url_encode;

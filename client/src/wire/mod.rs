@@ -1,4 +1,4 @@
-//! Wire formats: IoT Hub topics and property bags (protocol.md §4), DPS payloads (§2–§3).
+//! Wire formats: IoT Hub topics and property bags (spec/PROTOCOL.md §4), DPS payloads (§2–§3).
 //!
 //! Everything here is pure parsing and formatting. Input from the cloud never panics: it
 //! parses into a typed value or a [`WireError`], which the driver logs and classifies.

@@ -1,6 +1,6 @@
 //! DPS: attestation, allocation and operations, shared by the HTTPS REST front
 //! ([`rest`]) and the MQTT front (`crate::mqtt::dps`). Both turn a request into a
-//! [`DpsReply`] here and only differ in how they put it on the wire (protocol.md §2, §3).
+//! [`DpsReply`] here and only differ in how they put it on the wire (spec/PROTOCOL.md §2, §3).
 
 pub(crate) mod rest;
 
@@ -56,7 +56,7 @@ fn refuse(status: u16, code: u32, message: impl Into<String>) -> Refusal {
     }
 }
 
-/// IoT Central's DPS text for a blocked device (protocol.md §5.3).
+/// IoT Central's DPS text for a blocked device (spec/PROTOCOL.md §5.3).
 const BLOCKED: &str = "Device is blocked from connecting to IoT Central application. Unblock the device in IoT Central and retry.";
 
 impl Core {

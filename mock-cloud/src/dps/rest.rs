@@ -1,4 +1,4 @@
-//! DPS over HTTPS REST (protocol.md §3): axum routes over rustls (axum-server).
+//! DPS over HTTPS REST (spec/PROTOCOL.md §3): axum routes over rustls (axum-server).
 //!
 //! Attestation: a symmetric-key device sends `Authorization: SharedAccessSignature ...`; an
 //! X.509 device sends no `Authorization` header and presents its chain as the TLS client

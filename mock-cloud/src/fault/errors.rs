@@ -238,7 +238,7 @@ pub struct Network {
     pub duration: Option<Duration>,
 }
 
-/// IoT Hub fault-injection types (`AzIoTHub_FaultOperationType`, protocol.md §6).
+/// IoT Hub fault-injection types (`AzIoTHub_FaultOperationType`, spec/PROTOCOL.md §6).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 pub enum InjectKind {
     /// Sever the TCP connection (RST).

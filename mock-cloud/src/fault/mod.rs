@@ -1,4 +1,4 @@
-//! Faults: the cloud misbehaving on purpose, the way the real one does (protocol.md §5, §6).
+//! Faults: the cloud misbehaving on purpose, the way the real one does (spec/PROTOCOL.md §5, §6).
 //!
 //! One type, [`Fault`], describes every fault with its parameters. The same value is applied
 //! from all four places: the Rust API ([`crate::MockCloud::apply`]), the admin API

@@ -7,14 +7,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum BlockedDps {
-    /// 202, then an operation `failed` with `errorCode` 400209 (field logs, protocol.md §5.3).
+    /// 202, then an operation `failed` with `errorCode` 400209 (field logs, spec/PROTOCOL.md §5.3).
     #[default]
     Failed,
     /// A 401 response with `errorCode` 400209 (the alternative reading of the docs).
     Unauthorized,
 }
 
-/// How conditions whose real rendering is unconfirmed are rendered (protocol.md §5.2, §10).
+/// How conditions whose real rendering is unconfirmed are rendered (spec/PROTOCOL.md §5.2, §10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultOptions {
     /// CONNACK for a device disabled on the hub (or failed over away from it).

@@ -1,5 +1,5 @@
 //! CONNECT: telling DPS from hub connections by username, and the one function that decides
-//! every hub CONNACK ([`Core::decide_hub_connect`], protocol.md §4.1 and §5.2). Faults that
+//! every hub CONNACK ([`Core::decide_hub_connect`], spec/PROTOCOL.md §4.1 and §5.2). Faults that
 //! change CONNACK codes belong in that function.
 
 use rumqttc::ConnectReturnCode;
@@ -115,13 +115,13 @@ fn refuse(code: ConnectReturnCode, reason: impl Into<String>) -> HubDecision {
 impl Core {
     /// Decides a hub CONNECT: 2 for a client id that is not the username's device, 5 for a bad,
     /// expired or missing credential or a device unknown on this hub, 5 for a blocked device,
-    /// 3 for a device whose identity on this hub is disabled (protocol.md §5.2). The codes for
+    /// 3 for a device whose identity on this hub is disabled (spec/PROTOCOL.md §5.2). The codes for
     /// expired, blocked and disabled follow the fault options; then faults may refuse
     /// (hub-error `connack`, strict fault injection). Records the token's fingerprint so
     /// `expire-token` can revoke it.
     #[allow(
         clippy::too_many_lines,
-        reason = "every CONNACK decision in one ordered place (protocol.md §5.2)"
+        reason = "every CONNACK decision in one ordered place (spec/PROTOCOL.md §5.2)"
     )]
     pub(crate) fn decide_hub_connect(
         &self,

@@ -1,4 +1,4 @@
-//! DPS over MQTT (protocol.md §2): CONNECT with `{scope}/registrations/{regId}/api-version=..`,
+//! DPS over MQTT (spec/PROTOCOL.md §2): CONNECT with `{scope}/registrations/{regId}/api-version=..`,
 //! SUBSCRIBE `$dps/registrations/res/#`, PUBLISH register and poll requests, answers on
 //! `$dps/registrations/res/{status}/?$rid={rid}[&retry-after=n]`.
 //!

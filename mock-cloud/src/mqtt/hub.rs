@@ -1,5 +1,5 @@
 //! An accepted hub connection: telemetry, twin, methods, C2D, subscriptions and the topic ACL
-//! (protocol.md §4). One task per connection; the registry reaches it through a control
+//! (spec/PROTOCOL.md §4). One task per connection; the registry reaches it through a control
 //! channel (kick, publish, C2D available).
 
 use std::collections::{HashMap, HashSet};

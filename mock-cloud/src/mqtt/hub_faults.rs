@@ -1,6 +1,6 @@
 //! The fault side of a live hub session: SAS expiry while connected (judged on the cloud's
 //! clock, with the grace and revocations of the fault options), blackhole silence, and IoT Hub
-//! fault injection (`AzIoTHub_FaultOperationType` in telemetry, protocol.md §6).
+//! fault injection (`AzIoTHub_FaultOperationType` in telemetry, spec/PROTOCOL.md §6).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1,6 +1,6 @@
 //! The MQTT 3.1.1 server shared by DPS and the hubs: an accept loop per listener, one task per
 //! connection (see `conn`), built on rumqttc's v4 packet codec and tokio-rustls. It is not
-//! rumqttd, which cannot carry `$iothub`/`$dps` topics or choose CONNACK codes (design.md).
+//! rumqttd, which cannot carry `$iothub`/`$dps` topics or choose CONNACK codes (workspace README.md, "Decisions").
 
 pub(crate) mod conn;
 pub(crate) mod connect;

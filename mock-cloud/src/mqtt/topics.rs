@@ -1,4 +1,4 @@
-//! Topic grammar for IoT Hub and DPS over MQTT (protocol.md §2.2, §4.3, §4.4): parsing what
+//! Topic grammar for IoT Hub and DPS over MQTT (spec/PROTOCOL.md §2.2, §4.3, §4.4): parsing what
 //! devices publish, checking what they subscribe to, and property bags.
 
 use std::collections::BTreeMap;

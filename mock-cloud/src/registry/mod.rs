@@ -34,7 +34,7 @@ use crate::mqtt::HubListeners;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum GroupAttestation {
-    /// Symmetric keys; each device key is derived from a group key (protocol.md §1.4).
+    /// Symmetric keys; each device key is derived from a group key (spec/PROTOCOL.md §1.4).
     SymmetricKey {
         /// Primary group key (base64).
         primary_key: String,
@@ -100,7 +100,7 @@ pub enum DeviceAuth {
 /// A device's identity on one hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HubIdentity {
-    /// Disabled identities are refused with CONNACK 3 (protocol.md §5.2).
+    /// Disabled identities are refused with CONNACK 3 (spec/PROTOCOL.md §5.2).
     pub enabled: bool,
 }
 

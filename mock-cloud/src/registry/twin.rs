@@ -1,5 +1,5 @@
 //! Device twins: desired and reported sections with their `$version`s, JSON merge patch
-//! (`null` deletes), and IoT Central writable-property acks (protocol.md §4.3, §4.6).
+//! (`null` deletes), and IoT Central writable-property acks (spec/PROTOCOL.md §4.3, §4.6).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -1,4 +1,4 @@
-//! The fleet failover drill (issue 7): a mock cloud with two hubs and a throttled DPS, a fleet of
+//! The fleet failover drill: a mock cloud with two hubs and a throttled DPS, a fleet of
 //! hubswap clients in this process sending telemetry, an IoT Central-style story of faults, live
 //! progress, and a recovery report (terminal, `report.json`, `report.html`).
 //!

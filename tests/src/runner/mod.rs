@@ -1,4 +1,4 @@
-//! The runner (issue "Conformance suite" §3): grade any device program against the spec.
+//! The runner (conformance suite): grade any device program against the spec.
 //!
 //! For each scenario it starts a fresh mock cloud, launches the device command with the
 //! placeholders filled in, waits for the device to connect, plays the scenario's faults, waits for

@@ -53,11 +53,24 @@ pub(crate) struct Dev {
     pub(crate) counts: super::stats::DeviceCounts,
 }
 
-/// A device's timer as the engine keeps it.
-#[derive(Debug, Clone, Copy, Default)]
+/// No deadline, in a [`TimerSlot`].
+const UNSET: u64 = u64::MAX;
+
+/// A device's timer as the engine keeps it: the deadline the policy armed and the one the
+/// queue holds an entry for, [`UNSET`] when none (no `Option`, to keep a device small).
+#[derive(Debug, Clone, Copy)]
 struct TimerSlot {
-    armed: Option<u64>,
-    queued: Option<u64>,
+    armed: u64,
+    queued: u64,
+}
+
+impl Default for TimerSlot {
+    fn default() -> Self {
+        Self {
+            armed: UNSET,
+            queued: UNSET,
+        }
+    }
 }
 
 fn timer_index(t: Timer) -> usize {
@@ -169,7 +182,7 @@ impl<'a, P: Policy> Engine<'a, P> {
     fn setup(&mut self) {
         let cold = self.plan.setup == Setup::Cold;
         for d in 0..self.devs.len() {
-            let cache = (!cold).then(|| self.assignment(self.devs[d].home, d));
+            let cache = (!cold).then(|| self.assignment(self.devs[d].home));
             self.states.push(self.policy.init(cache));
         }
         let spread = match self.plan.setup {
@@ -208,7 +221,9 @@ impl<'a, P: Policy> Engine<'a, P> {
         u32::try_from(self.devs.len()).unwrap_or(u32::MAX)
     }
 
-    /// Runs to the end: every device connected after the last fault step, or the horizon.
+    /// Runs to the end: after the last fault step, once every device an incident affected is
+    /// connected again, or at the horizon. (A large fleet is never all connected at one instant:
+    /// some device is always reconnecting to renew its token.)
     pub(crate) fn run(&mut self, horizon_ms: u64, progress: &mut dyn FnMut(u64)) {
         for (i, (at, _)) in self.plan.steps.iter().enumerate() {
             self.q
@@ -231,7 +246,7 @@ impl<'a, P: Policy> Engine<'a, P> {
             }
             done += usize::from(matches!(ev, Ev::Step(_)));
             self.handle(ev);
-            if done == steps && self.stats.connected() == self.devs.len() {
+            if done == steps && self.stats.down == 0 {
                 break;
             }
         }
@@ -264,17 +279,16 @@ impl<'a, P: Policy> Engine<'a, P> {
     /// re-armed and cancelled timers do not pile up in the queue.
     fn timer(&mut self, d: u32, t: Timer) {
         let slot = &mut self.devs[d as usize].timers[timer_index(t)];
-        if slot.queued != Some(self.now) {
+        if slot.queued != self.now {
             return;
         }
-        slot.queued = None;
-        match slot.armed {
-            Some(at) if at <= self.now => self.feed(d, &Input::TimerFired(t)),
-            Some(at) => {
-                slot.queued = Some(at);
-                self.q.push(at, Ev::Timer(d, t));
-            }
-            None => {}
+        slot.queued = UNSET;
+        let at = slot.armed;
+        if at <= self.now {
+            self.feed(d, &Input::TimerFired(t));
+        } else if at != UNSET {
+            slot.queued = at;
+            self.q.push(at, Ev::Timer(d, t));
         }
     }
 
@@ -340,14 +354,14 @@ impl<'a, P: Policy> Engine<'a, P> {
             Action::ArmTimer { timer, at } => {
                 let at = at.0.max(now);
                 let slot = &mut self.devs[d as usize].timers[timer_index(timer)];
-                slot.armed = Some(at);
-                if slot.queued.is_none_or(|q| at < q) {
-                    slot.queued = Some(at);
+                slot.armed = at;
+                if at < slot.queued {
+                    slot.queued = at;
                     self.q.push(at, Ev::Timer(d, timer));
                 }
             }
             Action::CancelTimer(timer) => {
-                self.devs[d as usize].timers[timer_index(timer)].armed = None;
+                self.devs[d as usize].timers[timer_index(timer)].armed = UNSET;
             }
             Action::InvalidateAssignment => self.devs[d as usize].counts.invalidations += 1,
             Action::PersistAssignment(_) => {}
@@ -438,15 +452,17 @@ impl<'a, P: Policy> Engine<'a, P> {
                 error_code: 400_209,
             })
         } else {
-            WireSignal::Dps(DpsReply::Assigned(self.assignment(dev.op_hub, d as usize)))
+            WireSignal::Dps(DpsReply::Assigned(self.assignment(dev.op_hub)))
         };
         self.answer(d, reply);
     }
 
-    fn assignment(&self, hub: u8, d: usize) -> Assignment {
+    /// DPS's answer. The device id is left empty: nothing in the model reads it, and a name per
+    /// device would cost a heap allocation per device and per copy.
+    fn assignment(&self, hub: u8) -> Assignment {
         Assignment {
             hub: self.hub_names[usize::from(hub)].clone(),
-            device_id: format!("d{d}"),
+            device_id: String::new(),
         }
     }
 

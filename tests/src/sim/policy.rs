@@ -82,7 +82,8 @@ impl Policy for Hubswap {
     }
 
     fn step(&self, state: &mut State, input: &Input, env: Env, out: &mut Vec<Action>) {
-        let next = hubswap_spec::step(&self.config, state, input, env);
+        let owned = std::mem::replace(state, State::new(None));
+        let next = hubswap_spec::step_owned(&self.config, owned, input, env);
         *state = next.state;
         out.extend(next.actions);
     }

@@ -50,34 +50,130 @@ impl Ord for Entry {
     }
 }
 
-/// A min-queue of events by time, FIFO among equal times.
-#[derive(Debug, Default)]
+/// Milliseconds the ring covers; events further ahead wait in a heap.
+const WINDOW: u64 = 1 << 17;
+
+/// A min-queue of events by time, FIFO among equal times: a calendar queue.
+///
+/// Events due within [`WINDOW`] ms go into a ring of one bucket per millisecond (push and pop
+/// in O(1)); later ones wait in a binary heap ordered by (time, insertion) and move into the
+/// ring, in that order, as soon as their millisecond comes within the window, before anything
+/// else can be pushed for it. So the order is exactly (time, insertion), as with one heap, at a
+/// fraction of the cost for the millions of near-term events a large fleet keeps queued.
+#[derive(Debug)]
 pub(crate) struct Queue {
-    heap: BinaryHeap<Entry>,
+    ring: Vec<Vec<Ev>>,
+    /// The millisecond being popped; nothing earlier is queued.
+    cursor: u64,
+    /// The next event of the cursor's bucket.
+    head: usize,
+    in_ring: usize,
+    far: BinaryHeap<Entry>,
     n: u64,
 }
 
+impl Default for Queue {
+    fn default() -> Self {
+        Self {
+            ring: (0..WINDOW).map(|_| Vec::new()).collect(),
+            cursor: 0,
+            head: 0,
+            in_ring: 0,
+            far: BinaryHeap::new(),
+            n: 0,
+        }
+    }
+}
+
 impl Queue {
-    /// Schedules `ev` at `at` (ms).
+    fn bucket(&mut self, at: u64) -> &mut Vec<Ev> {
+        let i = usize::try_from(at % WINDOW).unwrap_or(0);
+        &mut self.ring[i]
+    }
+
+    /// Schedules `ev` at `at` (ms); a time already passed counts as now.
     pub(crate) fn push(&mut self, at: u64, ev: Ev) {
-        self.n += 1;
-        self.heap.push(Entry { at, n: self.n, ev });
+        let at = at.max(self.cursor);
+        if at < self.cursor + WINDOW {
+            self.bucket(at).push(ev);
+            self.in_ring += 1;
+        } else {
+            self.n += 1;
+            self.far.push(Entry { at, n: self.n, ev });
+        }
+    }
+
+    /// Moves the heap's events that have come within the window into the ring.
+    fn migrate(&mut self) {
+        while let Some(top) = self.far.peek()
+            && top.at < self.cursor + WINDOW
+        {
+            if let Some(e) = self.far.pop() {
+                self.bucket(e.at).push(e.ev);
+                self.in_ring += 1;
+            }
+        }
     }
 
     /// The earliest event.
     pub(crate) fn pop(&mut self) -> Option<(u64, Ev)> {
-        self.heap.pop().map(|e| (e.at, e.ev))
+        loop {
+            let (cursor, head) = (self.cursor, self.head);
+            let b = self.bucket(cursor);
+            if let Some(&ev) = b.get(head) {
+                self.head += 1;
+                self.in_ring -= 1;
+                return Some((cursor, ev));
+            }
+            b.clear();
+            self.head = 0;
+            if self.in_ring == 0 {
+                let next = self.far.peek()?.at;
+                self.cursor = next.max(cursor + 1);
+            } else {
+                self.cursor += 1;
+            }
+            self.migrate();
+        }
     }
 
     /// Events waiting.
     pub(crate) fn len(&self) -> usize {
-        self.heap.len()
+        self.in_ring + self.far.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn far_events_keep_their_order_with_near_ones() {
+        let mut q = Queue::default();
+        let far = WINDOW * 3 + 5;
+        q.push(far, Ev::Boot(1));
+        q.push(far, Ev::Boot(2));
+        q.push(10, Ev::Boot(3));
+        assert_eq!(q.pop(), Some((10, Ev::Boot(3))));
+        q.push(far, Ev::Boot(4));
+        q.push(far - 1, Ev::Boot(5));
+        assert_eq!(q.len(), 4);
+        let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(
+            order,
+            vec![
+                (far - 1, Ev::Boot(5)),
+                (far, Ev::Boot(1)),
+                (far, Ev::Boot(2)),
+                (far, Ev::Boot(4))
+            ]
+        );
+        q.push(far + 2, Ev::Boot(6));
+        q.push(0, Ev::Boot(7));
+        assert_eq!(q.pop(), Some((far, Ev::Boot(7))), "the past counts as now");
+        assert_eq!(q.pop(), Some((far + 2, Ev::Boot(6))));
+        assert_eq!(q.pop(), None);
+    }
 
     #[test]
     fn pops_by_time_then_by_insertion() {

@@ -97,6 +97,8 @@ pub(crate) struct Stats {
     /// Per incident, per device: [`UNAFFECTED`], [`DOWN`], or when it was connected again.
     pub(crate) recovered: Vec<Vec<u64>>,
     pub(crate) events: u64,
+    /// Affected devices, over every incident, not connected again yet.
+    pub(crate) down: usize,
     pub(crate) throttle_refusals: u64,
     pub(crate) end: u64,
     pub(crate) queue_left: usize,
@@ -121,15 +123,11 @@ impl Stats {
             ],
             recovered: vec![vec![UNAFFECTED; n]; incidents],
             events: 0,
+            down: 0,
             throttle_refusals: 0,
             end: 0,
             queue_left: 0,
         }
-    }
-
-    /// Devices connected now.
-    pub(crate) fn connected(&self) -> usize {
-        self.counts[0]
     }
 
     fn bin(&mut self, now: u64) -> Option<&mut Bin> {
@@ -225,9 +223,11 @@ impl Stats {
             let Some(_) = c.start else { continue };
             let rec = &mut self.recovered[i][d];
             if was && !is && c.clear.is_none() && targeted(c.target, first_home, subset) {
+                self.down += usize::from(*rec != DOWN);
                 *rec = DOWN;
             } else if is && *rec == DOWN {
                 *rec = now;
+                self.down -= 1;
             }
         }
     }
@@ -242,8 +242,10 @@ impl Stats {
         for (d, dev) in devs.iter().enumerate() {
             if targeted(target, dev.first_home, in_the_subset(dev))
                 && dev.status != Status::Connected
+                && self.recovered[i][d] != DOWN
             {
                 self.recovered[i][d] = DOWN;
+                self.down += 1;
             }
         }
     }

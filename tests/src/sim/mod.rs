@@ -48,7 +48,7 @@
 //!   the first poll with it (`assign_ms` = 0 reproduces that); the default model takes 1.5 s,
 //!   like the real DPS, so one extra poll is normal.
 //!
-//! Memory is one policy state and one [`engine`] record per device plus the queue (measured by
+//! Memory is one policy state and one engine record per device plus the queue (measured by
 //! `cargo bench -p hubswap-conformance --bench fleet_sim`).
 
 pub mod cli;

@@ -1,15 +1,16 @@
 //! The event loop: every device's policy against the cloud model, in virtual time.
 
-use hubswap_spec::{
-    Action, Assignment, Command, DpsReply, Draw, Env, Input, Millis, Timer, WireSignal,
-};
+use hubswap_spec::{Action, Command, Draw, Env, Input, Millis, Timer, WireSignal};
+mod faults;
+mod wire;
+
 use rand_core::{RngCore, SeedableRng};
 use rand_pcg::Pcg32;
 
-use super::cloud::{Admission, CloudParams, Hub, HubDown, Window};
+use super::cloud::{CloudParams, Hub, Window};
 use super::policy::Policy;
 use super::queue::{Ev, Queue};
-use super::scenario::{Change, Plan, ScenarioParams, Setup, Target, in_subset, timeline_end};
+use super::scenario::{Plan, ScenarioParams, Setup, Target, in_subset, timeline_end};
 use super::stats::{Stats, Status};
 
 /// No hub: the device holds no connection.
@@ -386,222 +387,11 @@ impl<'a, P: Policy> Engine<'a, P> {
         self.feed(d, &Input::Signal(signal));
     }
 
-    fn dps(&mut self, d: u32, seq: u32, poll: bool) {
-        let now = self.now;
-        if self.devs[d as usize].seq != seq || self.now_failing.uplink_down {
-            return;
-        }
-        self.stats.dps_request(now, poll);
-        let status = |status, retry_after: Option<u32>| {
-            WireSignal::Dps(DpsReply::Status {
-                status,
-                retry_after: retry_after.map(|s| std::time::Duration::from_secs(u64::from(s))),
-            })
-        };
-        if self.now_failing.dps_outage {
-            self.stats.dps_error(now);
-            return self.answer(d, status(503, None));
-        }
-        let assigning = |dev: &Dev, ra: u32| {
-            WireSignal::Dps(DpsReply::Assigning {
-                operation: format!("{d}-{}", dev.op),
-                retry_after: Some(std::time::Duration::from_secs(u64::from(ra))),
-            })
-        };
-        let ra = self.cloud.assigning_retry_after_secs;
-        if !poll {
-            if let Err(wait) = self.register_quota.admit(now) {
-                self.stats.dps_throttled(now);
-                return self.answer(d, status(429, Some(wait)));
-            }
-            self.stats.dps_admitted(now);
-            let dev = &mut self.devs[d as usize];
-            dev.op += 1;
-            dev.op_ready = now + self.cloud.assign_ms;
-            dev.op_hub = if dev.flags & BLOCKED == 0 {
-                dev.home
-            } else {
-                FAILED
-            };
-            let reply = assigning(dev, ra);
-            return self.answer(d, reply);
-        }
-        let window = u64::from(self.cloud.poll_window_secs) * 1000;
-        let dev = &mut self.devs[d as usize];
-        if now >= dev.poll_window_start + window {
-            dev.poll_window_start = now;
-            dev.polls_in_window = 0;
-        }
-        if u32::from(dev.polls_in_window) >= self.cloud.polls_per_device {
-            let wait = (dev.poll_window_start + window - now).div_ceil(1000).max(1);
-            self.stats.dps_throttled(now);
-            return self.answer(d, status(429, u32::try_from(wait).ok()));
-        }
-        dev.polls_in_window = dev.polls_in_window.saturating_add(1);
-        if let Err(wait) = self.poll_quota.admit(now) {
-            self.stats.dps_throttled(now);
-            return self.answer(d, status(429, Some(wait)));
-        }
-        let dev = &self.devs[d as usize];
-        let reply = if dev.poll_op != dev.op {
-            status(404, None)
-        } else if now < dev.op_ready {
-            assigning(dev, ra)
-        } else if dev.op_hub == FAILED {
-            WireSignal::Dps(DpsReply::Failed {
-                error_code: 400_209,
-            })
-        } else {
-            WireSignal::Dps(DpsReply::Assigned(self.assignment(dev.op_hub)))
-        };
-        self.answer(d, reply);
-    }
-
-    /// DPS's answer. The device id is left empty: nothing in the model reads it, and a name per
-    /// device would cost a heap allocation per device and per copy.
-    fn assignment(&self, hub: u8) -> Assignment {
-        Assignment {
-            hub: self.hub_names[usize::from(hub)].clone(),
-            device_id: String::new(),
-        }
-    }
-
-    fn hub_arrive(&mut self, d: u32, seq: u32, hub: u8) {
-        if self.devs[d as usize].seq != seq || self.now_failing.uplink_down {
-            return;
-        }
-        let Some(h) = self.hubs.get_mut(usize::from(hub)) else {
-            return; // an unknown host: nothing answers
-        };
-        self.stats.hub_connect(self.now, hub);
-        if h.down == HubDown::Unreachable {
-            return;
-        }
-        match h.admit(self.now) {
-            Admission::Refuse => {
-                self.stats.throttle_refusals += 1;
-                self.answer(d, WireSignal::ConnAck(3));
-            }
-            Admission::ServeAt(t) if t <= self.now => self.hub_serve(d, seq, hub),
-            Admission::ServeAt(t) => self.q.push(t, Ev::HubServe { dev: d, seq, hub }),
-        }
-    }
-
-    fn hub_serve(&mut self, d: u32, seq: u32, hub: u8) {
-        let dev = &self.devs[d as usize];
-        let down = self.hubs[usize::from(hub)].down;
-        if dev.seq != seq || self.now_failing.uplink_down || down == HubDown::Unreachable {
-            return;
-        }
-        let expired = self.cloud.enforce_expiry && dev.token_exp <= self.now;
-        let code = if down == HubDown::Error500 {
-            3
-        } else if self.now_failing.auth_blip || dev.flags & BLOCKED != 0 {
-            5
-        } else if dev.home != hub || dev.flags & DISABLED != 0 {
-            3
-        } else if expired {
-            5
-        } else {
-            0
-        };
-        if code != 0 {
-            return self.answer(d, WireSignal::ConnAck(code));
-        }
-        let exp = dev.token_exp;
-        self.devs[d as usize].link = hub;
-        self.set_status(d, Status::Connected);
-        if self.cloud.enforce_expiry {
-            self.q.push(exp, Ev::Expire { dev: d, seq });
-        }
-        self.feed(d, &Input::Signal(WireSignal::ConnAck(0)));
-    }
-
     /// The hub closes device `d`'s connection.
     fn drop_link(&mut self, d: u32) {
         self.devs[d as usize].link = NONE;
         self.set_status(d, Status::Waiting);
         self.feed(d, &Input::Signal(WireSignal::ConnectionLost));
-    }
-
-    /// Drops every connection for which `pred(dev)` holds, after `update(dev)`.
-    fn each(&mut self, pred: impl Fn(&Dev) -> bool, update: impl Fn(&mut Dev)) {
-        for d in 0..self.n() {
-            let dev = &mut self.devs[d as usize];
-            let linked = dev.link != NONE && pred(dev);
-            update(dev);
-            if linked {
-                self.drop_link(d);
-            }
-        }
-    }
-
-    fn change(&mut self, c: Change) {
-        match c {
-            Change::IncidentStart(i) => {
-                let target = self.plan.incidents[i].target;
-                self.stats.incident_start(i, self.now, target, &self.devs);
-            }
-            Change::IncidentClear(i) => self.stats.incident_clear(i, self.now),
-            Change::Failover { from, to } => self.each(
-                |d| d.home == from && d.link == from,
-                |d| {
-                    if d.home == from {
-                        d.home = to;
-                        d.flags |= MOVED;
-                    }
-                },
-            ),
-            Change::Failback { from, to } => self.each(
-                |d| d.flags & MOVED != 0 && d.link == to,
-                |d| {
-                    if d.flags & MOVED != 0 {
-                        d.home = from;
-                        d.flags &= !MOVED;
-                    }
-                },
-            ),
-            Change::Hub(h, down) => {
-                if let Some(hub) = self.hubs.get_mut(usize::from(h)) {
-                    hub.down = down;
-                }
-                if down != HubDown::Up {
-                    self.each(|d| d.link == h, |_| {});
-                }
-            }
-            Change::Disable(on) => self.flag(DISABLED, on),
-            Change::Block(on) => self.flag(BLOCKED, on),
-            Change::AuthBlip(on) => {
-                self.now_failing.auth_blip = on;
-                if on {
-                    self.each(|_| true, |_| {});
-                }
-            }
-            Change::DpsOutage(on) => self.now_failing.dps_outage = on,
-            Change::UplinkDown(on) => {
-                self.now_failing.uplink_down = on;
-                if on {
-                    self.each(|_| true, |_| {});
-                }
-            }
-            Change::DropAll => self.each(|_| true, |_| {}),
-        }
-    }
-
-    /// Sets or clears `flag` on the subset, dropping the subset's connections when set.
-    fn flag(&mut self, flag: u8, on: bool) {
-        self.each(
-            |d| on && d.flags & SUBSET != 0,
-            |d| {
-                if d.flags & SUBSET != 0 {
-                    if on {
-                        d.flags |= flag;
-                    } else {
-                        d.flags &= !flag;
-                    }
-                }
-            },
-        );
     }
 }
 

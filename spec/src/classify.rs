@@ -68,6 +68,10 @@ pub enum WireSignal {
     Dps(DpsReply),
     /// DPS could not be reached (refused, reset, DNS, TLS, timeout).
     DpsUnreachable,
+    /// DPS's MQTT endpoint refused the CONNECT with this return code (DPS over MQTT only).
+    DpsConnAck(u8),
+    /// DPS answered 2xx with a body that is not a registration state (spec/PROTOCOL.md §2.3).
+    DpsMalformed,
     /// The hub token reached its renewal point.
     TokenNearExpiry,
     /// A twin request was answered with this status while connected.
@@ -83,8 +87,11 @@ pub enum Class {
     Unreachable,
     /// CONNACK 2, 4, 5: expired token, bad key, deleted or blocked device (G2, G4).
     AuthRefused,
-    /// CONNACK 1, 3 or unknown: disabled, moved, or a busy hub (G3, G5).
+    /// CONNACK 3 or a code MQTT 3.1.1 does not define: disabled, moved, or a busy hub (G3, G5).
     Unavailable,
+    /// CONNACK 1 (from the hub or DPS): the server does not speak our protocol. A bug or a
+    /// misconfiguration in the device; DPS cannot fix it, so retry slowly on the same endpoint.
+    ClientBug,
     /// The connection dropped after CONNACK 0: internal error, failover, expiry (G5).
     Dropped,
     /// DPS assigned a hub.
@@ -103,29 +110,78 @@ pub enum Class {
         /// The server's `retry-after`.
         retry_after: Option<Duration>,
     },
-    /// DPS 5xx, unreachable, or any other transient DPS failure (G5).
+    /// DPS 5xx, unreachable, malformed, or any other transient DPS failure (G5).
     DpsTransient,
     /// The token must be renewed by a planned reconnect (G7).
     RenewToken,
     /// A request failed but the connection stands; the request is retried (twin 429/5xx).
     RequestTransient,
+    /// A request was refused for good (twin 4xx other than 429); the connection stands.
+    RequestRejected,
     /// Nothing to react to (twin 2xx).
     Benign,
+}
+
+impl Class {
+    /// The variant's name, as the table in SPEC §2 writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Accepted => "Accepted",
+            Self::Unreachable => "Unreachable",
+            Self::AuthRefused => "AuthRefused",
+            Self::Unavailable => "Unavailable",
+            Self::ClientBug => "ClientBug",
+            Self::Dropped => "Dropped",
+            Self::Assigned(_) => "Assigned",
+            Self::Assigning { .. } => "Assigning",
+            Self::Blocked => "Blocked",
+            Self::Throttled { .. } => "Throttled",
+            Self::DpsTransient => "DpsTransient",
+            Self::RenewToken => "RenewToken",
+            Self::RequestTransient => "RequestTransient",
+            Self::RequestRejected => "RequestRejected",
+            Self::Benign => "Benign",
+        }
+    }
+
+    /// True for the classes that answer a DPS request.
+    pub fn is_dps_answer(&self) -> bool {
+        matches!(
+            self,
+            Self::Assigned(_)
+                | Self::Assigning { .. }
+                | Self::Blocked
+                | Self::Throttled { .. }
+                | Self::DpsTransient
+                | Self::ClientBug
+        )
+    }
 }
 
 /// Classifies one wire signal. This function *is* the table in SPEC §2.
 pub fn classify(signal: &WireSignal) -> Class {
     match signal {
         WireSignal::ConnectFailed(_) => Class::Unreachable,
-        WireSignal::ConnAck(0) => Class::Accepted,
-        WireSignal::ConnAck(2 | 4 | 5) => Class::AuthRefused,
-        WireSignal::ConnAck(_) => Class::Unavailable,
+        WireSignal::ConnAck(code) => connack(*code),
         WireSignal::ConnectionLost => Class::Dropped,
         WireSignal::Dps(reply) => classify_dps(reply),
-        WireSignal::DpsUnreachable => Class::DpsTransient,
+        WireSignal::DpsUnreachable | WireSignal::DpsMalformed => Class::DpsTransient,
+        WireSignal::DpsConnAck(1) => Class::ClientBug,
+        WireSignal::DpsConnAck(2 | 4 | 5) => Class::Blocked,
+        WireSignal::DpsConnAck(_) => Class::DpsTransient,
         WireSignal::TokenNearExpiry => Class::RenewToken,
         WireSignal::TwinStatus(s) if *s < 300 => Class::Benign,
-        WireSignal::TwinStatus(_) => Class::RequestTransient,
+        WireSignal::TwinStatus(s) if *s == 429 || (500..600).contains(s) => Class::RequestTransient,
+        WireSignal::TwinStatus(_) => Class::RequestRejected,
+    }
+}
+
+fn connack(code: u8) -> Class {
+    match code {
+        0 => Class::Accepted,
+        1 => Class::ClientBug,
+        2 | 4 | 5 => Class::AuthRefused,
+        _ => Class::Unavailable,
     }
 }
 
@@ -162,104 +218,131 @@ pub struct Row {
     pub reaction: &'static str,
 }
 
+const fn row(signal: &'static str, class: &'static str, reaction: &'static str) -> Row {
+    Row {
+        signal,
+        class,
+        reaction,
+    }
+}
+
 /// The classification table, row by row. A unit test checks every row against [`classify`],
 /// and another checks that SPEC.md contains exactly this table.
 pub const TABLE: &[Row] = &[
-    Row {
-        signal: "TCP refused / timeout / reset / DNS / TLS before CONNACK",
-        class: "Unreachable",
-        reaction: "fast backoff, same hub; DPS after `unreachable_threshold` in a row (G1)",
-    },
-    Row {
-        signal: "CONNACK 0",
-        class: "Accepted",
-        reaction: "connected; counters clear; backoff resets after `stable_after` (G7)",
-    },
-    Row {
-        signal: "CONNACK 1 (protocol)",
-        class: "Unavailable",
-        reaction: "as CONNACK 3: this endpoint will not serve us",
-    },
-    Row {
-        signal: "CONNACK 2 (identifier)",
-        class: "AuthRefused",
-        reaction: "as CONNACK 5",
-    },
-    Row {
-        signal: "CONNACK 3 (server unavailable)",
-        class: "Unavailable",
-        reaction: "fast backoff, same hub; DPS after `unavailable_threshold` in a row (G3, G5)",
-    },
-    Row {
-        signal: "CONNACK 4 (bad user name or password)",
-        class: "AuthRefused",
-        reaction: "as CONNACK 5",
-    },
-    Row {
-        signal: "CONNACK 5 (not authorized)",
-        class: "AuthRefused",
-        reaction: "stale token: mint and retry once; fresh token: DPS, once per incident, then backoff (G2)",
-    },
-    Row {
-        signal: "connection lost after CONNACK 0",
-        class: "Dropped",
-        reaction: "fast backoff, same hub; refusals that follow count toward G1/G3",
-    },
-    Row {
-        signal: "DPS 200 `assigned`",
-        class: "Assigned",
-        reaction: "persist the assignment; connect to its hub; leave the blocked regime",
-    },
-    Row {
-        signal: "DPS 202 `assigning` (+ retry-after)",
-        class: "Assigning",
-        reaction: "poll the operation after retry-after (default `dps_poll_default`)",
-    },
-    Row {
-        signal: "DPS `failed` (400209 blocked, 400207, 400208, ...)",
-        class: "Blocked",
-        reaction: "slow profile, never give up, ask DPS each period (G4)",
-    },
-    Row {
-        signal: "DPS `disabled`",
-        class: "Blocked",
-        reaction: "as `failed`",
-    },
-    Row {
-        signal: "DPS 401 / 403 / 404 / other 4xx",
-        class: "Blocked",
-        reaction: "as `failed`: the device cannot fix it, so it waits slowly",
-    },
-    Row {
-        signal: "DPS 429 (+ retry-after)",
-        class: "Throttled",
-        reaction: "same DPS request after max(backoff, retry-after + jitter) (G6)",
-    },
-    Row {
-        signal: "DPS 5xx",
-        class: "DpsTransient",
-        reaction: "fast backoff, same DPS request (G5)",
-    },
-    Row {
-        signal: "DPS unreachable",
-        class: "DpsTransient",
-        reaction: "as DPS 5xx",
-    },
-    Row {
-        signal: "token at `renew_at_percent` of its lifetime",
-        class: "RenewToken",
-        reaction: "planned reconnect with a fresh token (G7)",
-    },
-    Row {
-        signal: "twin 429 / 5xx",
-        class: "RequestTransient",
-        reaction: "retry the request; the connection stands (G5)",
-    },
-    Row {
-        signal: "twin 2xx",
-        class: "Benign",
-        reaction: "nothing",
-    },
+    row(
+        "TCP refused / timeout / reset / DNS / TLS before CONNACK",
+        "Unreachable",
+        "fast backoff, same hub; DPS (through the gate) after `unreachable_threshold` in a row (G1, G9)",
+    ),
+    row(
+        "CONNACK 0",
+        "Accepted",
+        "connected; counters clear; backoff and gate reset after `stable_after` (G7)",
+    ),
+    row(
+        "CONNACK 1 (unacceptable protocol version)",
+        "ClientBug",
+        "slow backoff, same hub, never DPS: a device bug that DPS cannot fix",
+    ),
+    row(
+        "CONNACK 2 (identifier rejected)",
+        "AuthRefused",
+        "as CONNACK 5: the hub does not know this device id",
+    ),
+    row(
+        "CONNACK 3 (server unavailable)",
+        "Unavailable",
+        "fast backoff, same hub; DPS (through the gate) after `unavailable_threshold` in a row (G3, G5, G9)",
+    ),
+    row(
+        "CONNACK 4 (bad user name or password)",
+        "AuthRefused",
+        "as CONNACK 5: a token the hub cannot verify",
+    ),
+    row(
+        "CONNACK 5 (not authorized)",
+        "AuthRefused",
+        "SAS with a stale token: mint and retry once; then (X.509 at once) DPS through the gate, jittered (G2, G9)",
+    ),
+    row(
+        "CONNACK 6–255 (not in MQTT 3.1.1)",
+        "Unavailable",
+        "as CONNACK 3",
+    ),
+    row(
+        "connection lost after CONNACK 0",
+        "Dropped",
+        "fast backoff, same hub; refusals that follow count toward G1/G3",
+    ),
+    row(
+        "DPS 200 `assigned`, another hub (or no incident)",
+        "Assigned",
+        "cache and persist it; connect at once; counters, gate and blocked regime clear",
+    ),
+    row(
+        "DPS 200 `assigned`, the hub that just refused",
+        "Assigned",
+        "evidence of a hub-side failure: keep the cache and the escalation, close the gate, back off on the hub (G9)",
+    ),
+    row(
+        "DPS 202 `assigning` (+ retry-after)",
+        "Assigning",
+        "poll the operation after retry-after (default `dps_poll_default`)",
+    ),
+    row(
+        "DPS `failed` (400209 blocked, 400207, 400208, ...)",
+        "Blocked",
+        "slow profile, never give up, ask DPS each period; the cache is kept (G4)",
+    ),
+    row("DPS `disabled`", "Blocked", "as `failed`"),
+    row(
+        "DPS 401 / 403 / 404 / other 4xx",
+        "Blocked",
+        "as `failed`: the device cannot fix it, so it waits slowly",
+    ),
+    row(
+        "DPS 429 (+ retry-after)",
+        "Throttled",
+        "no answer: with a cache, back to the cached hub and the gate opens no sooner than retry-after + jitter; without, the same request after max(backoff, retry-after + jitter) (G6, G10)",
+    ),
+    row(
+        "DPS 5xx",
+        "DpsTransient",
+        "no answer: with a cache, back to the cached hub through the gate; without, fast backoff and the same request (G5, G10)",
+    ),
+    row("DPS unreachable", "DpsTransient", "as DPS 5xx"),
+    row(
+        "DPS 2xx whose body is not a registration state",
+        "DpsTransient",
+        "as DPS 5xx",
+    ),
+    row(
+        "DPS-over-MQTT CONNACK 1",
+        "ClientBug",
+        "as DPS 5xx, on the slow profile",
+    ),
+    row("DPS-over-MQTT CONNACK 2 / 4 / 5", "Blocked", "as DPS 401"),
+    row(
+        "DPS-over-MQTT CONNACK 3 / 6–255",
+        "DpsTransient",
+        "as DPS 5xx",
+    ),
+    row(
+        "SAS token at `renew_at_percent` of its lifetime",
+        "RenewToken",
+        "planned reconnect with a fresh token; X.509 devices have none (G7)",
+    ),
+    row(
+        "twin 429 / 5xx",
+        "RequestTransient",
+        "retry the request; the connection stands (G5)",
+    ),
+    row(
+        "twin 3xx / 4xx other than 429",
+        "RequestRejected",
+        "the request fails for good; the connection stands",
+    ),
+    row("twin 2xx", "Benign", "nothing"),
 ];
 
 /// Renders [`TABLE`] as the markdown table that SPEC.md embeds.

@@ -16,6 +16,19 @@ pub struct Profile {
     pub cap: Duration,
 }
 
+/// How the device authenticates to its hub (SPEC §1.1). The spec mints and renews SAS tokens;
+/// an X.509 device has no token, so it skips the fresh-token retry and the planned renewal.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+pub enum CredentialKind {
+    /// A shared access signature minted from a device key.
+    #[default]
+    Sas,
+    /// An X.509 client certificate presented in the TLS handshake.
+    X509,
+}
+
 /// The validated parameters of the spec.
 ///
 /// Build one with [`Config::default`] and adjust fields, then call [`Config::validate`];
@@ -28,7 +41,7 @@ pub struct Config {
     pub unavailable_threshold: u32,
     /// G5: the profile for transient failures (default 1 s to 120 s).
     pub fast: Profile,
-    /// G4: the profile while DPS reports the device blocked (default 60 s to 30 min).
+    /// G4: the profile while DPS reports the device blocked (default 10 min to 1 h).
     /// Its floor is `blocked_min_delay`: no two attempts come closer while blocked.
     pub slow: Profile,
     /// G7: no two attempt starts come closer than this.
@@ -54,6 +67,14 @@ pub struct Config {
     /// [`Config::paced_for_fleet`] (SPEC §4.1).
     #[serde(default)]
     pub reprovision_spread: Duration,
+    /// G9: the DPS gate. After DPS sent the device back to the hub that refused it, or did not
+    /// answer, the next DPS registration of the incident waits `recheck_delay(rounds)`, drawn
+    /// from `[c / 2, c]` with `c = ceiling(rounds, recheck)` (equal jitter, so the gate's lower
+    /// bound doubles too). Default: floor 10 min, initial 20 min, cap 4 h.
+    pub recheck: Profile,
+    /// SAS token or X.509 certificate.
+    #[serde(default)]
+    pub credential: CredentialKind,
 }
 
 /// The headroom [`Config::paced_for_fleet`] leaves under the DPS quota, in percent of N/R: the
@@ -72,9 +93,9 @@ impl Default for Config {
                 cap: Duration::from_mins(2),
             },
             slow: Profile {
-                floor: Duration::from_mins(1),
-                initial: Duration::from_mins(1),
-                cap: Duration::from_mins(30),
+                floor: Duration::from_mins(10),
+                initial: Duration::from_mins(10),
+                cap: Duration::from_hours(1),
             },
             min_attempt_spacing: Duration::from_millis(500),
             stable_after: Duration::from_secs(30),
@@ -85,6 +106,12 @@ impl Default for Config {
             max_retry_after: Duration::from_mins(30),
             dps_poll_default: Duration::from_secs(2),
             reprovision_spread: Duration::ZERO,
+            recheck: Profile {
+                floor: Duration::from_mins(10),
+                initial: Duration::from_mins(20),
+                cap: Duration::from_hours(4),
+            },
+            credential: CredentialKind::Sas,
         }
     }
 }
@@ -139,7 +166,11 @@ impl Config {
                 return Err(ConfigError::ZeroThreshold { name });
             }
         }
-        for (name, p) in [("fast", self.fast), ("slow", self.slow)] {
+        for (name, p) in [
+            ("fast", self.fast),
+            ("slow", self.slow),
+            ("recheck", self.recheck),
+        ] {
             if p.floor.is_zero() || p.initial.is_zero() || p.floor > p.cap {
                 return Err(ConfigError::BadProfile { name });
             }
@@ -194,6 +225,7 @@ impl Config {
             max_retry_after: d(self.max_retry_after),
             dps_poll_default: d(self.dps_poll_default),
             reprovision_spread: d(self.reprovision_spread),
+            recheck: p(self.recheck),
             ..self.clone()
         }
     }
@@ -247,6 +279,39 @@ impl Config {
             .max(self.max_retry_after + self.retry_after_jitter)
             .max(self.reprovision_spread)
     }
+
+    /// G8: once the cloud behaves (DPS assigns a hub that accepts the device, and both answer
+    /// within `attempt_timeout`), the device is connected within this long: the longest
+    /// delay it can have armed, the blocked spacing, one DPS registration with a poll after
+    /// at most `max_retry_after`, and one hub connect.
+    pub fn recovery_bound(&self) -> Duration {
+        self.longest_delay() + self.spacing(true) + self.max_retry_after + self.attempt_timeout * 3
+    }
+
+    /// G9: the shortest wait before DPS registration `round + 1` of an incident, after
+    /// `round + 1` registrations were answered with the hub that refused or not at all: half
+    /// the gate's ceiling.
+    pub fn recheck_floor(&self, round: u32) -> Duration {
+        crate::backoff::ceiling(round, &self.recheck) / 2
+    }
+
+    /// G9, the DPS budget: the most DPS registrations a hub-side failure that persists for
+    /// `d` costs the device. One at the threshold, then one more each time the gate opens:
+    /// `B(d) = 1 + #{k >= 1 : recheck_floor(0) + ... + recheck_floor(k - 1) <= d}`. The gate
+    /// doubles until its cap, so `B` grows as `log2(d)` until then and by one per
+    /// `recheck.cap / 2` after.
+    pub fn dps_budget(&self, d: Duration) -> u32 {
+        let mut spent = Duration::ZERO;
+        let mut budget = 1u32;
+        for round in 0..u32::MAX {
+            spent += self.recheck_floor(round);
+            if spent > d || self.recheck_floor(round).is_zero() {
+                break;
+            }
+            budget += 1;
+        }
+        budget
+    }
 }
 
 #[cfg(test)]
@@ -276,10 +341,7 @@ mod tests {
         let c = Config::default().paced_for_fleet(100, 50);
         assert_eq!(c.reprovision_spread, Duration::from_secs(132));
         assert_eq!(c.validate(), Ok(()));
-        assert_eq!(
-            c.longest_delay(),
-            Duration::from_mins(30) + Duration::from_secs(2)
-        );
+        assert_eq!(c.longest_delay(), Duration::from_hours(1));
         let big = Config::default().paced_for_fleet(100_000, 1_000);
         assert_eq!(big.reprovision_spread, Duration::from_mins(110));
         assert_eq!(big.longest_delay(), Duration::from_mins(110));

@@ -7,27 +7,35 @@ use core::fmt;
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub enum Guarantee {
-    /// Unreachable hub: DPS again after at most `unreachable_threshold` failed connects.
+    /// Unreachable hub: DPS is asked after at most `unreachable_threshold` failed connects.
     G1,
-    /// Expired token: a fresh token first, then DPS at most once per incident before backing off.
+    /// Expired token: a fresh token first (SAS), then DPS through the gate, jittered.
     G2,
-    /// Disabled or moved device: DPS within `unavailable_threshold` CONNACK 3 refusals.
+    /// Disabled or moved device: DPS is asked within `unavailable_threshold` CONNACK 3 refusals.
     G3,
-    /// Operator blocked: the slow profile, one attempt per `blocked_min_delay`, never give up.
+    /// Operator blocked: the slow profile, at most one attempt per `slow.floor`, a retry
+    /// within one slow period, never give up.
     G4,
-    /// Internal error 500: exponential full jitter on the same endpoint; no early DPS.
+    /// Internal error 500: the fast profile, growing to its cap, on the same endpoint; no early
+    /// DPS.
     G5,
-    /// DPS 429: the next DPS request no sooner than retry-after.
+    /// DPS 429: the next DPS request no sooner than retry-after, plus jitter.
     G6,
     /// Always: one attempt in flight, spacing, caps, stable reset, token renewal, stop.
     G7,
-    /// Liveness: if the cloud behaves from some point on, the device eventually connects.
+    /// Liveness: once the cloud behaves, connected within `Config::recovery_bound`.
     G8,
+    /// The DPS budget: a persistent hub-side failure of duration d costs at most
+    /// `Config::dps_budget(d)` DPS registrations.
+    G9,
+    /// Cache retention: no hub failure and no unanswered DPS request invalidates the cached
+    /// assignment; the device keeps trying the cached hub while DPS does not answer.
+    G10,
 }
 
 impl Guarantee {
     /// All guarantees in order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::G1,
         Self::G2,
         Self::G3,
@@ -36,31 +44,27 @@ impl Guarantee {
         Self::G6,
         Self::G7,
         Self::G8,
+        Self::G9,
+        Self::G10,
     ];
 
     /// The one-line statement.
     pub fn title(self) -> &'static str {
         match self {
-            Self::G1 => {
-                "unreachable hub: reprovision after at most unreachable_threshold failed connects"
-            }
-            Self::G2 => {
-                "expired token: fresh token first, then DPS at most once per incident before backoff"
-            }
-            Self::G3 => {
-                "disabled or moved device: reprovision within unavailable_threshold refusals"
-            }
+            Self::G1 => "unreachable hub: DPS after at most unreachable_threshold failed connects",
+            Self::G2 => "expired token: fresh token first, then DPS through the gate, jittered",
+            Self::G3 => "disabled or moved device: DPS within unavailable_threshold refusals",
             Self::G4 => {
-                "operator blocked: slow profile, at most one attempt per blocked_min_delay, never give up"
+                "operator blocked: slow profile, one attempt per slow floor, retry within a slow period"
             }
-            Self::G5 => {
-                "internal error 500: exponential full jitter on the same endpoint, no early DPS"
-            }
-            Self::G6 => "DPS 429: next DPS request no sooner than retry-after",
+            Self::G5 => "internal error 500: fast profile growing to its cap, same endpoint",
+            Self::G6 => "DPS 429: next DPS request no sooner than retry-after plus jitter",
             Self::G7 => {
                 "always: one in flight, spacing, caps, stable reset, token renewal, stop is final"
             }
-            Self::G8 => "liveness: eventually connected once the cloud behaves",
+            Self::G8 => "liveness: connected within recovery_bound once the cloud behaves",
+            Self::G9 => "DPS budget: at most B(d) registrations for a hub-side failure of length d",
+            Self::G10 => "cache retention: no hub failure deletes the cached assignment",
         }
     }
 }

@@ -15,7 +15,7 @@ pub enum Violation {
     /// An attempt is in flight without a timeout, or a timeout is armed with nothing in flight (G8).
     #[error("an attempt in flight and an armed AttemptTimeout must coincide")]
     TimeoutMismatch,
-    /// A connection is up without its token renewal armed by the token's expiry (G7).
+    /// A SAS connection is up without its token renewal armed by the token's expiry (G7).
     #[error("Connected must arm Renew no later than the token expiry")]
     RenewalMissing,
     /// A connection timer is armed outside `Connected` (G7).
@@ -62,7 +62,7 @@ pub fn check(cfg: &Config, s: &State) -> Result<(), Violation> {
     if !connected && (t.get(Timer::Stable).is_some() || t.get(Timer::Renew).is_some()) {
         return Err(Violation::StrayConnectionTimer);
     }
-    if connected {
+    if connected && cfg.credential == crate::config::CredentialKind::Sas {
         let renew_ok = match (t.get(Timer::Renew), s.token) {
             (Some(at), Some(tok)) => at <= tok.expires_at,
             (Some(_), None) => true,
@@ -79,6 +79,7 @@ pub fn check(cfg: &Config, s: &State) -> Result<(), Violation> {
     if s.unreachable > cfg.unreachable_threshold
         || s.unavailable > cfg.unavailable_threshold
         || s.attempt > limit
+        || s.rounds > saturation(&cfg.recheck)
     {
         return Err(Violation::CounterOutOfRange);
     }

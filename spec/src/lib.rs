@@ -52,8 +52,11 @@ pub mod config;
 pub mod guarantee;
 pub mod invariants;
 pub mod io;
+#[cfg(feature = "mutants")]
 pub mod model;
+#[cfg(feature = "mutants")]
 pub mod mutation;
+#[cfg(feature = "mutants")]
 pub mod promela;
 pub mod state;
 pub mod step;
@@ -62,10 +65,11 @@ pub mod trace;
 
 pub use backoff::{Draw, RetryAfter, backoff};
 pub use classify::{Class, ConnectFailure, DpsReply, WireSignal, classify};
-pub use config::{Config, ConfigError, Profile};
+pub use config::{Config, ConfigError, CredentialKind, Profile};
 pub use guarantee::Guarantee;
 pub use invariants::Violation;
 pub use io::{Action, Command, Env, Input};
+#[cfg(feature = "mutants")]
 pub use mutation::Mutation;
 pub use state::{Assignment, AuthStage, Next, Phase, PhaseKind, State, Timer, Timers, Token};
 pub use step::{Step, step, step_owned};

@@ -16,16 +16,19 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use crate::backoff::Draw;
-use crate::classify::{Class, ConnectFailure, DpsReply, WireSignal, classify};
-use crate::config::{Config, Profile};
+use crate::classify::{ConnectFailure, DpsReply, WireSignal};
+use crate::config::{Config, CredentialKind, Profile};
 use crate::guarantee::Guarantee;
-use crate::invariants;
-use crate::io::{Action, Command, Env, Input};
+use crate::io::{Command, Env, Input};
 use crate::mutation::Mutation;
 use crate::state::{Assignment, Next, Phase, State, Timer};
 use crate::step::step_mutated;
 use crate::time::Millis;
-use crate::trace::{Credential, DpsAnswer, DpsRequest, Monitor, Observed, Side, TraceCheck};
+use crate::trace::{Monitor, Observed, TraceCheck};
+
+mod checks;
+
+pub use checks::Ghost;
 
 /// The parameters of the finite instance.
 #[derive(Debug, Clone)]
@@ -40,6 +43,10 @@ pub struct Instance {
     pub app_commands: bool,
     /// The mutant under test ([`Mutation::None`] for the faithful spec).
     pub mutation: Mutation,
+    /// Whether the G8 ghost measures how long the cloud has behaved (the time-bounded
+    /// liveness of stateright). The SPIN export leaves it out: SPIN checks unbounded
+    /// liveness, and the ghost would multiply its graph.
+    pub time_bound: bool,
 }
 
 /// Where "now" sits after every move. Remembered times older than the horizon that can
@@ -75,6 +82,12 @@ impl Instance {
             max_retry_after: secs(6),
             dps_poll_default: secs(1),
             reprovision_spread: secs(6),
+            recheck: Profile {
+                floor: secs(2),
+                initial: secs(4),
+                cap: secs(8),
+            },
+            credential: CredentialKind::Sas,
         };
         Self {
             cfg,
@@ -82,13 +95,22 @@ impl Instance {
             draws: alloc::vec![Draw::MIN, Draw::MAX],
             app_commands: true,
             mutation,
+            time_bound: true,
         }
+    }
+
+    /// The standard instance for an X.509 device: no tokens, no fresh-token retry, no renewal.
+    pub fn x509(mutation: Mutation) -> Self {
+        let mut i = Self::standard(mutation);
+        i.cfg.credential = CredentialKind::X509;
+        i
     }
 
     /// The smaller instance exported to SPIN: no application commands, the longest draw only.
     pub fn liveness(mutation: Mutation) -> Self {
         Self {
             app_commands: false,
+            time_bound: false,
             draws: alloc::vec![Draw::MAX],
             ..Self::standard(mutation)
         }
@@ -146,6 +168,7 @@ impl Instance {
         match &s.phase {
             Phase::Connecting { .. } => {
                 push(sig(WireSignal::ConnAck(0)), 0, true);
+                push(sig(WireSignal::ConnAck(1)), 0, false);
                 push(sig(WireSignal::ConnAck(3)), 0, false);
                 push(sig(WireSignal::ConnAck(5)), 0, false);
                 push(
@@ -188,6 +211,7 @@ impl Instance {
                     0,
                     false,
                 );
+                push(sig(WireSignal::DpsConnAck(1)), 0, false);
             }
             Phase::Connected { .. } => push(sig(WireSignal::ConnectionLost), 0, false),
             Phase::Idle | Phase::Waiting { .. } | Phase::Stopped => {}
@@ -215,6 +239,7 @@ impl Instance {
             monitor: w.monitor.clone(),
             fingerprint: w.fingerprint,
             stopped: w.stopped,
+            ghost: w.ghost,
             violation: None,
         };
         let mut seen = Vec::new();
@@ -223,6 +248,7 @@ impl Instance {
             .err();
         next.device = next.device.shifted(mv.advance);
         next.monitor = next.monitor.shifted(mv.advance);
+        next.ghost = next.ghost.shifted(mv.advance);
         self.normalize(&mut next);
         (next, seen)
     }
@@ -238,6 +264,7 @@ impl Instance {
         let s = &mut w.device;
         let horizon = Millis(ORIGIN.saturating_sub(crate::time::ms(cfg.spacing(true))));
         s.last_attempt = s.last_attempt.map(|t| t.max(horizon));
+        s.recheck_at = s.recheck_at.filter(|t| *t > now);
         if let Some(t) = &mut s.token {
             let stale_from = Millis(ORIGIN.saturating_sub(crate::time::ms(cfg.renew_after())));
             if t.minted_at <= stale_from {
@@ -252,178 +279,14 @@ impl Instance {
             s.timers = timers;
             w.monitor = Monitor::default();
             w.fingerprint = false;
+            w.ghost = Ghost::default();
         }
+        w.ghost = w.ghost.normalized(cfg, now);
         let check = TraceCheck {
             config: cfg.clone(),
             tolerance: Duration::ZERO,
         };
         w.monitor = w.monitor.normalized(&check, now);
-    }
-
-    fn check(
-        &self,
-        before: &World,
-        after: &mut World,
-        mv: &Move,
-        now: Millis,
-        actions: &[Action],
-        seen: &mut Vec<Observed>,
-    ) -> Result<(), (Guarantee, String)> {
-        if before.stopped && !actions.is_empty() {
-            return Err((Guarantee::G7, "acted after stop".to_string()));
-        }
-        if let Input::Command(c) = &mv.input {
-            if *c == Command::Stop {
-                after.stopped = true;
-            }
-            after.monitor.app_intervened();
-        }
-        invariants::check(&self.cfg, &after.device).map_err(|v| (v.guarantee(), v.to_string()))?;
-        if after.device.attempt < before.device.attempt
-            && mv.input != Input::TimerFired(Timer::Stable)
-        {
-            return Err((
-                Guarantee::G7,
-                "backoff reset before the connection was stable".to_string(),
-            ));
-        }
-        self.check_full_jitter(before, after, mv, now, actions)?;
-        let check = TraceCheck {
-            config: self.cfg.clone(),
-            tolerance: Duration::ZERO,
-        };
-        for ev in Self::observations(before, after, mv, now, actions) {
-            seen.push(ev.clone());
-            after.monitor.observe(&check, now, &ev)?;
-        }
-        Ok(())
-    }
-
-    /// G7 full jitter: with the smallest draw, a failure's backoff is the profile floor.
-    fn check_full_jitter(
-        &self,
-        before: &World,
-        after: &World,
-        mv: &Move,
-        now: Millis,
-        actions: &[Action],
-    ) -> Result<(), (Guarantee, String)> {
-        let Input::Signal(sig) = &mv.input else {
-            return Ok(());
-        };
-        let failure = matches!(
-            classify(sig),
-            Class::Unreachable
-                | Class::Unavailable
-                | Class::Dropped
-                | Class::Blocked
-                | Class::DpsTransient
-        );
-        if !failure
-            || mv.draw != Draw::MIN
-            || !before.device.phase.is_in_flight() && sig != &WireSignal::ConnectionLost
-        {
-            return Ok(());
-        }
-        let floor = self.cfg.profile(after.device.blocked).floor;
-        for a in actions {
-            if let Action::ArmTimer {
-                timer: Timer::Wake,
-                at,
-            } = a
-                && *at > now.plus(floor)
-            {
-                return Err((
-                    Guarantee::G7,
-                    "the smallest draw did not give the floor: jitter lost".to_string(),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// What the cloud saw in this move, in order.
-    fn observations(
-        before: &World,
-        after: &mut World,
-        mv: &Move,
-        now: Millis,
-        actions: &[Action],
-    ) -> Vec<Observed> {
-        let mut obs = Vec::new();
-        let was = &before.device.phase;
-        match &mv.input {
-            Input::Signal(WireSignal::ConnAck(code)) => obs.push(Observed::ConnAck { code: *code }),
-            Input::Signal(WireSignal::ConnectFailed(_)) => obs.push(Self::refused(before)),
-            Input::Signal(WireSignal::ConnectionLost) => {
-                obs.push(Observed::Disconnect { by: Side::Cloud });
-            }
-            Input::Signal(WireSignal::Dps(reply)) => obs.push(Observed::DpsResponse(answer(reply))),
-            Input::TimerFired(Timer::AttemptTimeout) => match was {
-                Phase::Connecting { .. } => obs.push(Self::refused(before)),
-                Phase::Registering | Phase::Polling { .. } => {
-                    obs.push(Observed::DpsResponse(DpsAnswer::Dropped));
-                }
-                _ => {}
-            },
-            _ => {}
-        }
-        let mut expiry = None;
-        for a in actions {
-            match a {
-                Action::Register => obs.push(Observed::DpsRequest(DpsRequest::Register)),
-                Action::Poll { .. } => obs.push(Observed::DpsRequest(DpsRequest::Poll)),
-                Action::MintToken { expires_at } => {
-                    after.fingerprint = !after.fingerprint;
-                    expiry = Some(*expires_at);
-                }
-                Action::ConnectHub(a) => {
-                    let e = expiry
-                        .or(after.device.token.map(|t| t.expires_at))
-                        .unwrap_or(now);
-                    let credential = Credential {
-                        fingerprint: u64::from(after.fingerprint),
-                        valid_for: e.since(now),
-                    };
-                    obs.push(Observed::HubConnect {
-                        hub: a.hub.clone(),
-                        credential: Some(credential),
-                    });
-                }
-                Action::Close if matches!(was, Phase::Connected { .. }) || was.is_in_flight() => {
-                    obs.push(Observed::Disconnect { by: Side::Device });
-                }
-                _ => {}
-            }
-        }
-        obs
-    }
-
-    fn refused(before: &World) -> Observed {
-        let hub = before
-            .device
-            .cache
-            .as_ref()
-            .map_or_else(String::new, |a| a.hub.clone());
-        Observed::HubRefused { hub }
-    }
-}
-
-fn answer(reply: &DpsReply) -> DpsAnswer {
-    match reply {
-        DpsReply::Assigned(a) => DpsAnswer::Assigned { hub: a.hub.clone() },
-        DpsReply::Assigning { .. } => DpsAnswer::Assigning,
-        DpsReply::Failed { error_code } => DpsAnswer::Failed {
-            error_code: *error_code,
-        },
-        DpsReply::Disabled => DpsAnswer::Disabled,
-        DpsReply::Status {
-            status,
-            retry_after,
-        } => DpsAnswer::Status {
-            status: *status,
-            retry_after: *retry_after,
-        },
     }
 }
 
@@ -451,6 +314,8 @@ pub struct World {
     pub fingerprint: bool,
     /// Ghost: Stop was applied.
     pub stopped: bool,
+    /// The ghosts of G6, G8 and G9.
+    pub ghost: Ghost,
     /// The first broken guarantee, if any (the world is then terminal).
     pub violation: Option<(Guarantee, String)>,
 }
@@ -462,6 +327,7 @@ impl World {
             monitor: Monitor::default(),
             fingerprint: false,
             stopped: false,
+            ghost: Ghost::default(),
             violation: None,
         }
     }

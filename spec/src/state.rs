@@ -144,7 +144,8 @@ pub enum AuthStage {
     Clear,
     /// A refused stale token was replaced by a fresh one.
     FreshTokenTried,
-    /// A fresh token was refused too, and DPS was asked; further refusals back off first.
+    /// A fresh token was refused too (or the device uses X.509): the refusals count as a
+    /// hub-side failure, and DPS is asked through the gate (G2, G9).
     DpsAsked,
 }
 
@@ -248,6 +249,11 @@ pub struct State {
     pub auth: AuthStage,
     /// DPS reported the device blocked and has not assigned it since (G4).
     pub blocked: bool,
+    /// DPS registrations of the current incident that DPS answered with the hub that refused,
+    /// or did not answer; saturates where the gate's ceiling meets its cap (G9).
+    pub rounds: u32,
+    /// No DPS registration of the current incident starts before this (G9, G6).
+    pub recheck_at: Option<Millis>,
     /// The hub token, once minted.
     pub token: Option<Token>,
     /// When the last attempt (hub CONNECT or DPS registration) started (G7).
@@ -267,6 +273,8 @@ impl State {
             unavailable: 0,
             auth: AuthStage::Clear,
             blocked: false,
+            rounds: 0,
+            recheck_at: None,
             token: None,
             last_attempt: None,
             timers: Timers::default(),
@@ -288,6 +296,7 @@ impl State {
             expires_at: t.expires_at.minus_ms(delta),
         });
         s.last_attempt = s.last_attempt.map(|t| t.minus_ms(delta));
+        s.recheck_at = s.recheck_at.map(|t| t.minus_ms(delta));
         for t in Timer::ALL {
             s.timers
                 .set(t, s.timers.get(t).map(|at| at.minus_ms(delta)));

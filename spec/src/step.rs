@@ -1,14 +1,42 @@
 //! The transition function (SPEC §3): one pure `step` per input.
+//!
+//! The policy in one paragraph: the cached assignment survives every hub failure and is
+//! replaced only by a DPS answer (G10). A hub failure retries the same hub with fast backoff;
+//! at the G1/G3 threshold, or when a fresh token is refused (G2), the device *asks* DPS, after
+//! a jittered delay. If DPS sends it back to the hub that refused, or does not answer, the
+//! failure is hub-side: the device keeps its escalation, goes back to the cached hub, and the
+//! next DPS registration of the incident waits for the gate, which doubles each round (G9).
 
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::backoff::{RetryAfter, backoff_mutated, saturation};
+use crate::backoff::{RetryAfter, saturation};
 use crate::classify::{Class, classify};
-use crate::config::Config;
+use crate::config::{Config, CredentialKind, Profile};
 use crate::io::{Action, Command, Env, Input};
+#[cfg(feature = "mutants")]
 use crate::mutation::Mutation;
 use crate::state::{AuthStage, Next, Phase, State, Timer, Token};
+
+mod dps;
+
+pub use dps::recheck_delay;
+
+/// Whether the seeded mutant `$m` is active. Without the `mutants` feature this is the
+/// literal `false`: the default build has no mutation branch.
+#[cfg(feature = "mutants")]
+macro_rules! mutant {
+    ($cx:expr, $m:ident) => {
+        $cx.m == Mutation::$m
+    };
+}
+#[cfg(not(feature = "mutants"))]
+macro_rules! mutant {
+    ($cx:expr, $m:ident) => {
+        false
+    };
+}
+pub(crate) use mutant;
 
 /// The result of one step: the next state and the actions to perform, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,16 +53,29 @@ pub struct Step {
 /// a late response, a duplicate) leaves the state unchanged and yields no action.
 /// `cfg` must be valid ([`Config::validate`]).
 pub fn step(cfg: &Config, state: &State, input: &Input, env: Env) -> Step {
-    step_mutated(cfg, state, input, env, Mutation::None)
+    step_owned(cfg, state.clone(), input, env)
 }
 
 /// [`step`] on a state the caller gives up, so that nothing is copied: the same transition,
 /// for drivers that keep one state per device (a fleet simulator steps millions of them).
 pub fn step_owned(cfg: &Config, state: State, input: &Input, env: Env) -> Step {
-    step_from(cfg, state, input, env, Mutation::None)
+    let mut cx = Cx {
+        cfg,
+        s: state,
+        actions: Vec::new(),
+        env,
+        #[cfg(feature = "mutants")]
+        m: Mutation::None,
+    };
+    cx.handle(input);
+    Step {
+        state: cx.s,
+        actions: cx.actions,
+    }
 }
 
-/// [`step`] with a seeded mutant (SPEC §7.3).
+/// [`step`] with a seeded mutant (SPEC §7.3); only with the `mutants` feature.
+#[cfg(feature = "mutants")]
 pub fn step_mutated(
     cfg: &Config,
     state: &State,
@@ -42,13 +83,9 @@ pub fn step_mutated(
     env: Env,
     mutation: Mutation,
 ) -> Step {
-    step_from(cfg, state.clone(), input, env, mutation)
-}
-
-fn step_from(cfg: &Config, state: State, input: &Input, env: Env, mutation: Mutation) -> Step {
     let mut cx = Cx {
         cfg,
-        s: state,
+        s: state.clone(),
         actions: Vec::new(),
         env,
         m: mutation,
@@ -65,6 +102,7 @@ struct Cx<'a> {
     s: State,
     actions: Vec<Action>,
     env: Env,
+    #[cfg(feature = "mutants")]
     m: Mutation,
 }
 
@@ -72,7 +110,7 @@ impl Cx<'_> {
     fn handle(&mut self, input: &Input) {
         if self.s.phase == Phase::Stopped {
             // G7: after a stop command, no further action. (The mutant keeps acting.)
-            if self.m == Mutation::ActAfterStop
+            if mutant!(self, ActAfterStop)
                 && *input == Input::TimerFired(Timer::Wake)
                 && self.fire(Timer::Wake)
             {
@@ -109,7 +147,7 @@ impl Cx<'_> {
                 if self.s.phase.is_in_flight() || matches!(self.s.phase, Phase::Connected { .. }) {
                     self.act(Action::Close);
                 }
-                if self.m != Mutation::ActAfterStop {
+                if !mutant!(self, ActAfterStop) {
                     for t in Timer::ALL {
                         self.cancel(t);
                     }
@@ -122,6 +160,8 @@ impl Cx<'_> {
                 }
                 self.abandon_current();
                 self.invalidate();
+                self.s.rounds = 0;
+                self.s.recheck_at = None;
                 self.schedule(Next::Register, Duration::ZERO);
             }
         }
@@ -155,7 +195,11 @@ impl Cx<'_> {
                 self.act(Action::Close);
                 self.dps_answer(&Class::DpsTransient, Next::Poll { operation });
             }
-            (Timer::Stable, Phase::Connected { .. }) => self.s.attempt = 0,
+            (Timer::Stable, Phase::Connected { .. }) => {
+                self.s.attempt = 0;
+                self.s.rounds = 0;
+                self.s.recheck_at = None;
+            }
             (Timer::Renew, Phase::Connected { .. }) => self.renew(),
             // A timer that does not belong to the phase: the invariants rule it out.
             _ => {}
@@ -182,6 +226,11 @@ impl Cx<'_> {
                 self.cancel(Timer::AttemptTimeout);
                 self.unavailable();
             }
+            (Phase::Connecting { .. }, Class::ClientBug) => {
+                self.cancel(Timer::AttemptTimeout);
+                let d = self.delay_on(self.cfg.slow, None);
+                self.schedule(Next::Connect, d);
+            }
             (Phase::Connected { .. }, Class::Dropped) => {
                 self.cancel(Timer::Stable);
                 self.cancel(Timer::Renew);
@@ -189,19 +238,21 @@ impl Cx<'_> {
                 self.schedule(Next::Connect, d);
             }
             (Phase::Connected { .. }, Class::RenewToken) => {
-                self.cancel(Timer::Renew);
-                self.renew();
+                if self.cfg.credential == CredentialKind::Sas {
+                    self.cancel(Timer::Renew);
+                    self.renew();
+                }
             }
-            (Phase::Registering, c) if is_dps(c) => {
+            (Phase::Registering, c) if c.is_dps_answer() => {
                 self.cancel(Timer::AttemptTimeout);
                 self.dps_answer(c, Next::Register);
             }
-            (Phase::Polling { operation }, c) if is_dps(c) => {
+            (Phase::Polling { operation }, c) if c.is_dps_answer() => {
                 self.cancel(Timer::AttemptTimeout);
                 self.dps_answer(c, Next::Poll { operation });
             }
             // Stale, duplicate or out-of-phase signals, and request-level classes
-            // (RequestTransient, Benign) leave the connection policy untouched.
+            // (RequestTransient, RequestRejected, Benign) leave the connection policy untouched.
             _ => {}
         }
     }
@@ -213,11 +264,11 @@ impl Cx<'_> {
         self.s.unavailable = 0;
         self.s.auth = AuthStage::Clear;
         self.s.blocked = false;
-        if self.m == Mutation::ResetBackoffOnConnAck {
+        if mutant!(self, ResetBackoffOnConnAck) {
             self.s.attempt = 0;
         }
         self.arm(Timer::Stable, now.plus(self.cfg.stable_after));
-        if self.m != Mutation::SkipTokenRenewal {
+        if self.cfg.credential == CredentialKind::Sas && !mutant!(self, SkipTokenRenewal) {
             let renew = self
                 .s
                 .token
@@ -236,132 +287,92 @@ impl Cx<'_> {
     fn hub_unreachable(&mut self) {
         self.s.unreachable = (self.s.unreachable + 1).min(self.cfg.unreachable_threshold);
         let d = self.fail_delay(None);
-        if self.s.unreachable >= self.cfg.unreachable_threshold
-            && self.m != Mutation::NeverReprovisionOnUnreachable
-        {
-            self.invalidate();
-            let d = self.paced(d);
-            self.schedule(Next::Register, d);
-        } else {
-            self.schedule(Next::Connect, d);
-        }
+        let ask = self.s.unreachable >= self.cfg.unreachable_threshold
+            && !mutant!(self, NeverAskDpsOnUnreachable);
+        self.hub_failed(ask, d);
     }
 
-    /// G3 and G5: CONNACK 1 or 3.
+    /// G3 and G5: CONNACK 3 (and codes MQTT 3.1.1 does not define).
     fn unavailable(&mut self) {
         self.s.unavailable = (self.s.unavailable + 1).min(self.cfg.unavailable_threshold);
         let d = self.fail_delay(None);
-        let reprovision = match self.m {
-            Mutation::ReprovisionOnPlain500 => true,
-            Mutation::NeverReprovisionOnConnack3 => false,
-            _ => self.s.unavailable >= self.cfg.unavailable_threshold,
-        };
-        if reprovision {
-            self.invalidate();
-            let d = self.paced(d);
-            self.schedule(Next::Register, d);
+        let ask = if mutant!(self, AskDpsOnPlain500) {
+            true
         } else {
-            self.schedule(Next::Connect, d);
-        }
+            self.s.unavailable >= self.cfg.unavailable_threshold
+                && !mutant!(self, NeverAskDpsOnConnack3)
+        };
+        self.hub_failed(ask, d);
     }
 
     /// G2: CONNACK 2, 4 or 5.
     fn auth_refused(&mut self, fresh_token: bool) {
-        if self.m == Mutation::NoFreshTokenRetry {
+        if mutant!(self, NoFreshTokenRetry) {
             let d = self.fail_delay(None);
             self.schedule(Next::Connect, d);
             return;
         }
-        match self.s.auth {
-            AuthStage::Clear if !fresh_token => {
-                self.s.auth = AuthStage::FreshTokenTried;
-                self.schedule(Next::Connect, Duration::ZERO);
-            }
-            AuthStage::Clear | AuthStage::FreshTokenTried => {
-                self.s.auth = AuthStage::DpsAsked;
-                self.invalidate();
-                let d = self.paced(Duration::ZERO);
-                self.schedule(Next::Register, d);
-            }
-            AuthStage::DpsAsked => {
-                let d = self.fail_delay(None);
-                self.invalidate();
-                let d = self.paced(d);
-                self.schedule(Next::Register, d);
-            }
+        let sas = self.cfg.credential == CredentialKind::Sas;
+        if sas && self.s.auth == AuthStage::Clear && !fresh_token {
+            self.s.auth = AuthStage::FreshTokenTried;
+            self.schedule(Next::Connect, Duration::ZERO);
+            return;
         }
+        self.s.auth = AuthStage::DpsAsked;
+        let d = self.fail_delay(None);
+        self.hub_failed(true, d);
     }
 
-    /// A DPS answer to the request `request` (SPEC §3.4).
-    fn dps_answer(&mut self, class: &Class, request: Next) {
-        match class {
-            Class::Assigned(a) => {
-                self.s.cache = Some(a.clone());
-                self.act(Action::PersistAssignment(a.clone()));
-                self.s.blocked = false;
-                self.s.unreachable = 0;
-                self.s.unavailable = 0;
-                self.schedule(Next::Connect, Duration::ZERO);
-            }
-            Class::Assigning {
-                operation,
-                retry_after,
-            } => {
-                let wanted = match (self.m, retry_after) {
-                    (Mutation::IgnoreRetryAfter, _) | (_, None) => self.cfg.dps_poll_default,
-                    (_, Some(ra)) => *ra,
-                };
-                let at = self.env.now.plus(wanted.min(self.cfg.max_retry_after));
-                self.wait(
-                    Next::Poll {
-                        operation: operation.clone(),
-                    },
-                    at,
-                );
-            }
-            Class::Blocked => {
-                if self.m == Mutation::GiveUpWhenBlocked {
-                    self.s.blocked = true;
-                    self.s.phase = Phase::Waiting {
-                        next: Next::Register,
-                    };
-                    return;
-                }
-                self.s.blocked = true;
-                self.invalidate();
-                let d = self.fail_delay(None);
-                self.schedule(Next::Register, d);
-            }
-            Class::Throttled { retry_after } => {
-                let ra = retry_after.map(|v| RetryAfter {
-                    value: v.min(self.cfg.max_retry_after),
-                    jitter: self.cfg.retry_after_jitter,
-                });
-                let d = self.fail_delay(ra);
-                self.schedule(request, d);
-            }
-            // DpsTransient, and hub-only classes that cannot answer a DPS request.
-            _ => {
-                let d = self.fail_delay(None);
-                self.schedule(request, d);
-            }
+    /// After a hub failure: ask DPS when the threshold says so and the gate is open (G9),
+    /// otherwise back off on the same hub. The cache is kept either way (G10).
+    fn hub_failed(&mut self, ask: bool, d: Duration) {
+        if mutant!(self, InvalidateOnHubFailure) && ask {
+            self.invalidate();
+        }
+        let at = self.env.now.plus(d);
+        let open = self.s.recheck_at.is_none_or(|t| at >= t) || mutant!(self, NoGate);
+        if ask && open {
+            let d = self.paced(d);
+            self.schedule(Next::Register, d);
+        } else {
+            self.schedule(Next::Connect, d);
         }
     }
 
     // ---- helpers ----
 
-    /// The backoff delay after a failure; advances the attempt number (G5, G4).
+    /// The backoff delay after a failure on the profile in force; advances the attempt number.
     fn fail_delay(&mut self, retry_after: Option<RetryAfter>) -> Duration {
-        let blocked = self.s.blocked && self.m != Mutation::BlockedUsesFastProfile;
-        let profile = self.cfg.profile(blocked);
-        let d = backoff_mutated(self.s.attempt, profile, retry_after, self.env.draw, self.m);
+        let blocked = self.s.blocked && !mutant!(self, BlockedUsesFastProfile);
+        let profile = *self.cfg.profile(blocked);
+        self.delay_on(profile, retry_after)
+    }
+
+    /// The backoff delay on `profile`; advances the attempt number (G5, G4).
+    fn delay_on(&mut self, profile: Profile, retry_after: Option<RetryAfter>) -> Duration {
+        let d = self.backoff(self.s.attempt, &profile, retry_after);
         let limit = saturation(&self.cfg.fast).max(saturation(&self.cfg.slow));
         self.s.attempt = (self.s.attempt + 1).min(limit);
         d
     }
 
-    /// Fleet pacing (SPEC §4.1): a hub failure is sending the device back to DPS, so the delay
-    /// `d` widens to `draw * reprovision_spread` when that is longer. The same draw is used, so
+    #[cfg(feature = "mutants")]
+    fn backoff(&self, attempt: u32, p: &Profile, ra: Option<RetryAfter>) -> Duration {
+        let attempt = if self.m == Mutation::FastBackoffNeverGrows && *p == self.cfg.fast {
+            0
+        } else {
+            attempt
+        };
+        crate::backoff::backoff_mutated(attempt, p, ra, self.env.draw, self.m)
+    }
+
+    #[cfg(not(feature = "mutants"))]
+    fn backoff(&self, attempt: u32, p: &Profile, ra: Option<RetryAfter>) -> Duration {
+        crate::backoff::backoff(attempt, p, ra, self.env.draw)
+    }
+
+    /// Fleet pacing (SPEC §4.1): a hub failure is sending the device to DPS, so the delay `d`
+    /// widens to `draw * reprovision_spread` when that is longer. The same draw is used, so
     /// `Draw::MIN` still yields `d` and the result stays monotone in the draw.
     fn paced(&self, d: Duration) -> Duration {
         d.max(self.env.draw.scale(self.cfg.reprovision_spread))
@@ -370,9 +381,9 @@ impl Cx<'_> {
     /// Starts `next` after `delay`, but never sooner than the spacing allows (G7, G4).
     fn schedule(&mut self, next: Next, delay: Duration) {
         let mut at = self.env.now.plus(delay);
-        let spaced = !matches!(next, Next::Poll { .. }) && self.m != Mutation::NoAttemptSpacing;
+        let spaced = !matches!(next, Next::Poll { .. }) && !mutant!(self, NoAttemptSpacing);
         if spaced && let Some(last) = self.s.last_attempt {
-            let blocked = self.s.blocked && self.m != Mutation::BlockedUsesFastProfile;
+            let blocked = self.s.blocked && !mutant!(self, BlockedUsesFastProfile);
             at = at.max(last.plus(self.cfg.spacing(blocked)));
         }
         if at <= self.env.now {
@@ -406,11 +417,12 @@ impl Cx<'_> {
                 let Some(assignment) = self.s.cache.clone() else {
                     return self.start(Next::Register);
                 };
-                let stale = self
-                    .s
-                    .token
-                    .is_none_or(|t| now >= t.minted_at.plus(self.cfg.renew_after()));
-                let fresh = stale || self.s.auth != AuthStage::Clear;
+                let fresh = self.cfg.credential == CredentialKind::Sas
+                    && (self.s.auth != AuthStage::Clear
+                        || self
+                            .s
+                            .token
+                            .is_none_or(|t| now >= t.minted_at.plus(self.cfg.renew_after())));
                 if fresh {
                     let expires_at = now.plus(self.cfg.token_ttl);
                     self.s.token = Some(Token {
@@ -458,15 +470,4 @@ impl Cx<'_> {
             self.act(Action::CancelTimer(t));
         }
     }
-}
-
-fn is_dps(c: &Class) -> bool {
-    matches!(
-        c,
-        Class::Assigned(_)
-            | Class::Assigning { .. }
-            | Class::Blocked
-            | Class::Throttled { .. }
-            | Class::DpsTransient
-    )
 }

@@ -6,17 +6,20 @@
 //! observer automaton whose rules are the cloud-visible parts of G1–G8.
 
 use alloc::collections::BTreeMap;
-use alloc::format;
 use alloc::string::String;
 use core::time::Duration;
 
+use crate::classify::{Class, DpsReply, WireSignal, classify};
 use crate::config::Config;
 use crate::guarantee::Guarantee;
+use crate::state::Assignment;
 use crate::time::Millis;
 
 pub mod grade;
+mod monitor;
 
 pub use grade::{GuaranteeGrade, Verdict, grade};
+pub use monitor::Monitor;
 
 /// What a DPS request was.
 #[derive(
@@ -57,6 +60,49 @@ pub enum DpsAnswer {
     },
     /// The cloud did not answer (blackholed or dropped the request).
     Dropped,
+    /// DPS's MQTT endpoint refused the CONNECT with this return code.
+    Refused {
+        /// The CONNACK return code.
+        code: u8,
+    },
+    /// A 2xx answer whose body is not a registration state.
+    Malformed,
+}
+
+impl DpsAnswer {
+    /// The wire signal the device receives for this answer, so that the monitor and the
+    /// grader classify it with the spec's one table ([`crate::classify()`]).
+    pub fn signal(&self) -> WireSignal {
+        match self {
+            Self::Assigned { hub } => WireSignal::Dps(DpsReply::Assigned(Assignment {
+                hub: hub.clone(),
+                device_id: String::new(),
+            })),
+            Self::Assigning => WireSignal::Dps(DpsReply::Assigning {
+                operation: String::new(),
+                retry_after: None,
+            }),
+            Self::Failed { error_code } => WireSignal::Dps(DpsReply::Failed {
+                error_code: *error_code,
+            }),
+            Self::Disabled => WireSignal::Dps(DpsReply::Disabled),
+            Self::Status {
+                status,
+                retry_after,
+            } => WireSignal::Dps(DpsReply::Status {
+                status: *status,
+                retry_after: *retry_after,
+            }),
+            Self::Dropped => WireSignal::DpsUnreachable,
+            Self::Refused { code } => WireSignal::DpsConnAck(*code),
+            Self::Malformed => WireSignal::DpsMalformed,
+        }
+    }
+
+    /// The answer's class in the spec's table.
+    pub fn class(&self) -> Class {
+        classify(&self.signal())
+    }
 }
 
 /// The credential a hub CONNECT carried, without any secret.
@@ -204,417 +250,6 @@ pub fn validate_trace_with(
         }
     }
     Ok(())
-}
-
-/// What the next attempt must satisfy, set by the last failure.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Next {
-    /// Anything.
-    Free,
-    /// A hub connect (G5: same endpoint after a plain 500 or a drop).
-    Hub,
-    /// A DPS request (G5 after DPS 5xx; G2 after a refused fresh token).
-    Dps(Guarantee),
-}
-
-/// The observer automaton for one device (SPEC §8).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Monitor {
-    /// When the request or CONNECT in flight started; the device abandons it after
-    /// `attempt_timeout`, so an unanswered attempt stops counting then.
-    in_flight: Option<Millis>,
-    /// Connected, with the token's expiry when it is a SAS token.
-    connected: Option<Live>,
-    /// A hub connect awaiting its CONNACK, with the credential it carried.
-    pending: Option<Pending>,
-    last_start: Option<Millis>,
-    unreachable: u32,
-    unavailable: u32,
-    auth_refusals: u32,
-    refused_fingerprint: Option<u64>,
-    dps_in_incident: bool,
-    blocked: bool,
-    assigned: Option<String>,
-    next: Option<Next>,
-    not_before: Option<(Millis, Guarantee)>,
-    quiet_since: Option<Millis>,
-}
-
-type Broken = (Guarantee, String);
-
-/// A live connection, as the monitor tracks it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Live {
-    expiry: Option<Millis>,
-}
-
-/// A hub connect awaiting its CONNACK.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Pending {
-    credential: Option<Credential>,
-}
-
-impl Monitor {
-    /// Feeds one observation of this device; `Err` names the violated guarantee.
-    pub fn observe(
-        &mut self,
-        check: &TraceCheck,
-        at: Millis,
-        event: &Observed,
-    ) -> Result<(), Broken> {
-        let cfg = &check.config;
-        let tol = check.tolerance;
-        self.check_bounds(cfg, tol, at)?;
-        match event {
-            Observed::HubConnect { hub, credential } => {
-                self.attempt_start(cfg, tol, at, true)?;
-                if self.unreachable >= cfg.unreachable_threshold {
-                    return Err((
-                        Guarantee::G1,
-                        format!(
-                            "hub connect after {} unreachable failures without DPS",
-                            self.unreachable
-                        ),
-                    ));
-                }
-                if self.unavailable >= cfg.unavailable_threshold {
-                    return Err((
-                        Guarantee::G3,
-                        format!(
-                            "hub connect after {} CONNACK 3 refusals without DPS",
-                            self.unavailable
-                        ),
-                    ));
-                }
-                if let Some(assigned) = &self.assigned
-                    && assigned != hub
-                {
-                    return Err((
-                        Guarantee::G1,
-                        format!("connected to {hub}, but DPS assigned {assigned}"),
-                    ));
-                }
-                if let (Some(fp), Some(c)) = (self.refused_fingerprint, credential)
-                    && c.fingerprint == fp
-                {
-                    return Err((
-                        Guarantee::G2,
-                        String::from("reconnected with the token the hub refused"),
-                    ));
-                }
-                self.pending = Some(Pending {
-                    credential: *credential,
-                });
-                self.refused_fingerprint = None;
-                self.assigned = None;
-            }
-            Observed::DpsRequest(DpsRequest::Register) => {
-                self.attempt_start(cfg, tol, at, false)?;
-                self.unreachable = 0;
-                self.unavailable = 0;
-                if self.auth_refusals > 0 {
-                    self.dps_in_incident = true;
-                }
-                self.assigned = None;
-            }
-            Observed::DpsRequest(DpsRequest::Poll) => {
-                if self.still_in_flight(cfg, tol, at) {
-                    return Err((
-                        Guarantee::G7,
-                        String::from("poll while another request is in flight"),
-                    ));
-                }
-                self.check_not_before(tol, at)?;
-                self.in_flight = Some(at);
-            }
-            Observed::DpsResponse(answer) => self.dps_answer(cfg, at, answer),
-            Observed::ConnAck { code } => self.connack(cfg, at, *code),
-            Observed::HubRefused { .. } => {
-                self.in_flight = None;
-                self.pending = None;
-                self.unreachable += 1;
-                self.failed(at, Next::Free, cfg.fast.floor);
-            }
-            Observed::Disconnect { by } => self.disconnect(cfg, at, *by),
-            Observed::End => self.end(cfg, tol, at)?,
-        }
-        Ok(())
-    }
-
-    /// Moves every remembered time `delta` ms towards the epoch (for the model checks).
-    #[must_use]
-    pub fn shifted(&self, delta: u64) -> Self {
-        let mut m = self.clone();
-        m.connected = m.connected.map(|l| Live {
-            expiry: l.expiry.map(|t| t.minus_ms(delta)),
-        });
-        m.last_start = m.last_start.map(|t| t.minus_ms(delta));
-        m.in_flight = m.in_flight.map(|t| t.minus_ms(delta));
-        m.not_before = m.not_before.map(|(t, g)| (t.minus_ms(delta), g));
-        m.quiet_since = m.quiet_since.map(|t| t.minus_ms(delta));
-        m
-    }
-
-    /// The monitor with every remembered time that can no longer matter at `now` forgotten
-    /// or clamped, so that equivalent monitors compare equal (for the model checks).
-    #[must_use]
-    pub fn normalized(&self, check: &TraceCheck, now: Millis) -> Self {
-        let cfg = &check.config;
-        let mut m = self.clone();
-        let spacing_horizon = Millis(now.0.saturating_sub(crate::time::ms(cfg.spacing(true))));
-        m.last_start = m.last_start.map(|t| t.max(spacing_horizon));
-        let abandon_horizon = Millis(now.0.saturating_sub(crate::time::ms(cfg.attempt_timeout)));
-        m.in_flight = m.in_flight.map(|t| t.max(abandon_horizon));
-        m.not_before = m.not_before.filter(|(t, _)| *t > now);
-        let quiet = cfg.longest_delay() + cfg.attempt_timeout + cfg.spacing(true) + check.tolerance;
-        let quiet_horizon = Millis(now.0.saturating_sub(crate::time::ms(quiet) + 1));
-        m.quiet_since = m.quiet_since.map(|t| t.max(quiet_horizon));
-        m.unreachable = m.unreachable.min(cfg.unreachable_threshold);
-        m.unavailable = m.unavailable.min(cfg.unavailable_threshold);
-        m.auth_refusals = m.auth_refusals.min(2);
-        m
-    }
-
-    /// The guarantee whose timing bound the next request must respect, if any.
-    pub fn awaiting(&self) -> Option<Guarantee> {
-        self.not_before.map(|(_, g)| g)
-    }
-
-    /// Forgets what the next attempt must satisfy (after a reported divergence, so that one
-    /// fault is reported once).
-    pub fn forget_expectations(&mut self) {
-        self.next = None;
-        self.not_before = None;
-        self.quiet_since = None;
-        self.in_flight = None;
-        self.connected = None;
-        self.unreachable = 0;
-        self.unavailable = 0;
-        self.refused_fingerprint = None;
-        self.assigned = None;
-    }
-
-    /// Forgets expectations after the application intervened (a command the cloud cannot see).
-    pub fn app_intervened(&mut self) {
-        self.next = None;
-        self.not_before = None;
-        self.quiet_since = None;
-        self.assigned = None;
-        self.unreachable = 0;
-        self.unavailable = 0;
-        self.auth_refusals = 0;
-        self.refused_fingerprint = None;
-        self.dps_in_incident = false;
-    }
-
-    fn check_bounds(&self, cfg: &Config, tol: Duration, at: Millis) -> Result<(), Broken> {
-        if let Some(Live {
-            expiry: Some(expiry),
-        }) = self.connected
-            && at > expiry.plus(tol)
-        {
-            return Err((
-                Guarantee::G7,
-                format!("connection outlived its token (expired {expiry})"),
-            ));
-        }
-        if let Some(since) = self.quiet_since {
-            let bound = cfg.longest_delay() + cfg.attempt_timeout + cfg.spacing(true) + tol;
-            if at > since.plus(bound) {
-                return Err((
-                    Guarantee::G7,
-                    format!("no attempt for longer than the cap after the failure at {since}"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn attempt_start(
-        &mut self,
-        cfg: &Config,
-        tol: Duration,
-        at: Millis,
-        hub: bool,
-    ) -> Result<(), Broken> {
-        if self.still_in_flight(cfg, tol, at) {
-            return Err((
-                Guarantee::G7,
-                String::from("a new attempt while another is in flight"),
-            ));
-        }
-        if let Some(last) = self.last_start {
-            if self.blocked && at.plus(tol) < last.plus(cfg.slow.floor) {
-                return Err((
-                    Guarantee::G4,
-                    format!("blocked, yet attempts {} apart", at.0 - last.0),
-                ));
-            }
-            if at.plus(tol) < last.plus(cfg.min_attempt_spacing) {
-                return Err((
-                    Guarantee::G7,
-                    format!("attempts {} ms apart", at.0.saturating_sub(last.0)),
-                ));
-            }
-        }
-        match (self.next.take(), hub) {
-            (Some(Next::Hub), false) => {
-                return Err((
-                    Guarantee::G5,
-                    String::from("asked DPS after a plain 500 or drop, before the G3 threshold"),
-                ));
-            }
-            (Some(Next::Dps(g)), true) => {
-                let why = if g == Guarantee::G2 {
-                    "a refused fresh token"
-                } else {
-                    "a DPS error"
-                };
-                return Err((
-                    g,
-                    format!("connected to a hub after {why} instead of asking DPS"),
-                ));
-            }
-            _ => {}
-        }
-        self.check_not_before(tol, at)?;
-        self.in_flight = Some(at);
-        self.connected = None;
-        self.last_start = Some(at);
-        self.quiet_since = None;
-        Ok(())
-    }
-
-    /// An attempt is still in flight at `at` when it has had no answer and the device cannot
-    /// yet have abandoned it (SPEC §3.2: `AttemptTimeout`).
-    fn still_in_flight(&self, cfg: &Config, tol: Duration, at: Millis) -> bool {
-        self.in_flight
-            .is_some_and(|since| at.plus(tol) < since.plus(cfg.attempt_timeout))
-    }
-
-    fn check_not_before(&mut self, tol: Duration, at: Millis) -> Result<(), Broken> {
-        if let Some((t, g)) = self.not_before.take()
-            && at.plus(tol) < t
-        {
-            return Err((g, format!("next request at {at}, not before {t} allowed")));
-        }
-        self.quiet_since = None;
-        Ok(())
-    }
-
-    fn failed(&mut self, at: Millis, next: Next, floor: Duration) {
-        self.next = Some(next);
-        self.not_before = Some((at.plus(floor), Guarantee::G5));
-        self.quiet_since = Some(at);
-    }
-
-    fn connack(&mut self, cfg: &Config, at: Millis, code: u8) {
-        self.in_flight = None;
-        let credential = self.pending.take().and_then(|p| p.credential);
-        match code {
-            0 => {
-                self.connected = Some(Live {
-                    expiry: credential.map(|c| at.plus(c.valid_for)),
-                });
-                self.unreachable = 0;
-                self.unavailable = 0;
-                self.auth_refusals = 0;
-                self.refused_fingerprint = None;
-                self.dps_in_incident = false;
-                self.blocked = false;
-                self.next = None;
-                self.not_before = None;
-            }
-            2 | 4 | 5 => {
-                self.auth_refusals += 1;
-                self.refused_fingerprint = credential.map(|c| c.fingerprint);
-                self.quiet_since = Some(at);
-                if self.auth_refusals >= 2 && !self.dps_in_incident {
-                    self.next = Some(Next::Dps(Guarantee::G2));
-                } else if self.dps_in_incident {
-                    // G2: DPS at most once per incident before backing off.
-                    self.not_before = Some((at.plus(cfg.fast.floor), Guarantee::G2));
-                }
-            }
-            _ => {
-                self.unavailable += 1;
-                let next = if self.unavailable < cfg.unavailable_threshold {
-                    Next::Hub
-                } else {
-                    Next::Free
-                };
-                let floor = cfg.profile(self.blocked).floor;
-                self.failed(at, next, floor);
-            }
-        }
-    }
-
-    fn disconnect(&mut self, cfg: &Config, at: Millis, by: Side) {
-        let was_connected = self.connected.take().is_some();
-        if !was_connected && self.in_flight.is_some() {
-            // Closed during CONNECT: a refusal below MQTT.
-            self.in_flight = None;
-            self.pending = None;
-            if by == Side::Cloud {
-                self.unreachable += 1;
-                self.failed(at, Next::Free, cfg.fast.floor);
-            }
-            return;
-        }
-        if was_connected && by == Side::Cloud {
-            self.failed(at, Next::Hub, cfg.fast.floor);
-        }
-    }
-
-    fn dps_answer(&mut self, cfg: &Config, at: Millis, answer: &DpsAnswer) {
-        self.in_flight = None;
-        match answer {
-            DpsAnswer::Assigned { hub } => {
-                self.assigned = Some(hub.clone());
-                self.blocked = false;
-                self.next = None;
-                self.not_before = None;
-                self.quiet_since = Some(at);
-            }
-            DpsAnswer::Assigning => {}
-            DpsAnswer::Failed { .. } | DpsAnswer::Disabled => self.blocked_answer(at),
-            DpsAnswer::Status {
-                status: 429,
-                retry_after,
-            } => {
-                self.next = Some(Next::Dps(Guarantee::G6));
-                let wait = retry_after.unwrap_or_default().min(cfg.max_retry_after);
-                self.not_before = Some((at.plus(wait), Guarantee::G6));
-                self.quiet_since = Some(at);
-            }
-            DpsAnswer::Status { status, .. } if (400..500).contains(status) => {
-                self.blocked_answer(at);
-            }
-            DpsAnswer::Status { .. } | DpsAnswer::Dropped => {
-                let floor = cfg.profile(self.blocked).floor;
-                self.failed(at, Next::Dps(Guarantee::G5), floor);
-            }
-        }
-    }
-
-    fn blocked_answer(&mut self, at: Millis) {
-        self.blocked = true;
-        self.next = None;
-        self.quiet_since = Some(at);
-    }
-
-    fn end(&self, cfg: &Config, tol: Duration, at: Millis) -> Result<(), Broken> {
-        if let Some(hub) = &self.assigned
-            && let Some(since) = self.quiet_since
-            && at > since.plus(cfg.spacing(false) + cfg.attempt_timeout + tol)
-        {
-            return Err((
-                Guarantee::G8,
-                format!("DPS assigned {hub} at {since}, but the device never connected"),
-            ));
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -110,9 +110,111 @@ fn g1_unreachable_hub_reprovisions_after_the_threshold() {
     assert!(!has(&a, |x| *x == Action::InvalidateAssignment));
     d.fire_next();
     let a = d.signal(WireSignal::ConnectFailed(ConnectFailure::Tls));
-    assert!(has(&a, |x| *x == Action::InvalidateAssignment));
+    assert!(!has(&a, |x| *x == Action::InvalidateAssignment), "G10");
     let (_, _, a) = d.fire_next();
     assert_eq!(a[0], Action::Register);
+    assert_eq!(d.s.cache, Some(hub("hub-a")), "asking DPS is a question");
+}
+
+/// G9: DPS sends the device back to the hub that refused: it backs off on that hub and the
+/// next registration waits for the gate, which doubles.
+#[test]
+fn g9_sent_back_to_the_same_hub_the_device_backs_off_and_the_gate_doubles() {
+    let mut d = Dev::connected(Some(hub("hub-a")));
+    d.signal(WireSignal::ConnectionLost);
+    let mut registrations = Vec::new();
+    let started = d.now;
+    while d.now.since(started) < Duration::from_hours(3) {
+        let (_, _, a) = d.fire_next();
+        if has(&a, |x| *x == Action::Register) {
+            registrations.push(d.now.since(started));
+            d.signal(WireSignal::Dps(DpsReply::Assigned(hub("hub-a"))));
+            assert!(
+                matches!(
+                    d.s.phase,
+                    Phase::Waiting {
+                        next: Next::Connect
+                    }
+                ),
+                "backs off on the hub first"
+            );
+        } else if has(&a, |x| matches!(x, Action::ConnectHub(_))) {
+            d.signal(WireSignal::ConnAck(3));
+        }
+    }
+    let budget = d.cfg.dps_budget(Duration::from_hours(3));
+    assert!(
+        registrations.len() <= budget as usize,
+        "{} registrations in 3 h, budget {budget}: {registrations:?}",
+        registrations.len()
+    );
+    for (k, w) in registrations.windows(2).enumerate() {
+        let floor = d.cfg.recheck_floor(u32::try_from(k).unwrap_or(u32::MAX));
+        assert!(
+            w[1] - w[0] >= floor,
+            "round {k}: {:?} < {floor:?}",
+            w[1] - w[0]
+        );
+    }
+    assert_eq!(d.s.cache, Some(hub("hub-a")));
+}
+
+/// G10: while DPS does not answer, the device keeps trying the cached hub, and reconnects
+/// when the hub comes back.
+#[test]
+fn g10_dps_down_the_device_goes_back_to_its_cached_hub() {
+    let mut d = Dev::connected(Some(hub("hub-a")));
+    d.signal(WireSignal::ConnectionLost);
+    for _ in 0..2 {
+        d.fire_next();
+        d.signal(WireSignal::ConnectFailed(ConnectFailure::Reset));
+    }
+    let (_, _, a) = d.fire_next();
+    assert_eq!(a[0], Action::Register);
+    d.signal(WireSignal::DpsUnreachable);
+    assert!(matches!(
+        d.s.phase,
+        Phase::Waiting {
+            next: Next::Connect
+        }
+    ));
+    let (_, waited, a) = d.fire_next();
+    assert!(waited <= d.cfg.fast.cap);
+    assert!(has(&a, |x| *x == Action::ConnectHub(hub("hub-a"))));
+    d.signal(WireSignal::ConnAck(0));
+    assert!(matches!(d.s.phase, Phase::Connected { .. }));
+}
+
+/// X.509: no token to mint, so no fresh-token retry and no planned renewal.
+#[test]
+fn x509_skips_the_fresh_token_retry_and_the_renewal() {
+    let mut d = Dev::new(Some(hub("hub-a")));
+    d.cfg.credential = hubswap_spec::CredentialKind::X509;
+    let a = d.input(&Input::Command(Command::Start));
+    assert!(!has(&a, |x| matches!(x, Action::MintToken { .. })));
+    let a = d.signal(WireSignal::ConnAck(0));
+    assert!(!has(&a, |x| matches!(
+        x,
+        Action::ArmTimer {
+            timer: Timer::Renew,
+            ..
+        }
+    )));
+    d.signal(WireSignal::ConnectionLost);
+    d.fire_next();
+    d.draw = Draw::MAX;
+    d.signal(WireSignal::ConnAck(5));
+    assert!(
+        matches!(
+            d.s.phase,
+            Phase::Waiting {
+                next: Next::Register
+            }
+        ),
+        "the first refusal asks DPS"
+    );
+    let (_, waited, _) = d.fire_next();
+    assert!(waited > Duration::ZERO, "jittered: {waited:?}");
 }
 
 /// SPEC §4.1: with fleet pacing, the registration that follows a hub failure is spread over

@@ -10,6 +10,10 @@
 //!    and the client's policy actions equal the spec's actions, in order;
 //! 2. for a client-only event, the abstraction is unchanged and no policy action is emitted;
 //! 3. the spec's invariants hold on the abstraction.
+//!
+//! Check 1 holds by construction while the machine calls `spec::step` itself; checks 2 and 3,
+//! and the mapping from statig states to spec phases that every step exercises, are what the
+//! harness adds.
 
 use std::time::Duration;
 

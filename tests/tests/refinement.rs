@@ -1,5 +1,12 @@
 //! Conformance suite: the client machine refines `spec::step`.
 //!
+//! What this checks, and what it cannot: the machine computes its policy by calling
+//! `spec::step`, so "the actions equal the spec's" holds by construction and is not evidence.
+//! The evidence is the rest of the harness (`tests/src/refinement.rs`): the statig state the
+//! machine is in maps to the spec's phase after every step, client-only events (publishes,
+//! twin traffic, shutdown) never move the abstraction or emit a policy action, and the spec's
+//! invariants hold on the abstraction under adversarial, out-of-phase and stale inputs.
+//!
 //! `PROPTEST_CASES` overrides the number of cases (default 2,000 sequences of up to 80 moves).
 //! A failure prints the minimal sequence and its seed, and is saved under
 //! `tests/proptest-regressions/` (committed) so that it replays on every run.
@@ -44,29 +51,5 @@ fn client_machine_refines_the_spec() {
     );
     if let Err(e) = result {
         panic!("the client diverged from the spec: {e}");
-    }
-}
-
-/// A client whose machine runs a spec mutant must fail the same check.
-#[test]
-fn a_seeded_client_mutant_is_rejected() {
-    use hubswap_client::machine::Machine;
-    use hubswap_spec::Mutation;
-    for mutation in [
-        Mutation::ReprovisionOnPlain500,
-        Mutation::NoFreshTokenRetry,
-        Mutation::IgnoreRetryAfter,
-    ] {
-        let mut runner = runner(2_000, false);
-        let result = runner.run(&run_strategy(80), |(cached, moves)| {
-            check_run(
-                |cfg, cache| Machine::with_mutation(cfg, cache, mutation),
-                cached,
-                &moves,
-            )
-            .map_err(|m| proptest::test_runner::TestCaseError::fail(m.to_string()))
-        });
-        let err = result.expect_err("the refinement check must reject the mutant client");
-        println!("{mutation:?} rejected: {err}");
     }
 }

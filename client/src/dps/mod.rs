@@ -10,7 +10,7 @@ mod mqtt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubswap_spec::{DpsReply, WireSignal};
+use hubswap_spec::WireSignal;
 use rustls::ClientConfig;
 
 use crate::auth::{SasToken, SecretKey};
@@ -107,10 +107,9 @@ impl DpsSettings {
 
 /// Runs one request and classifies the outcome as the spec's wire signal.
 ///
-/// A 2xx body that does not parse is logged and reported as [`WireSignal::DpsUnreachable`]
-/// (class `DpsTransient`: back off, then the same request); the spec has no separate signal
-/// for a malformed answer. A CONNACK 2/4/5 from DPS's MQTT endpoint is an authorization
-/// refusal and is reported like an HTTP 401.
+/// A 2xx body that does not parse is logged and reported as [`WireSignal::DpsMalformed`], and
+/// a CONNACK refusal from DPS's MQTT endpoint as [`WireSignal::DpsConnAck`]: the spec's table
+/// (`hubswap_spec::classify`) decides what each means.
 pub(crate) async fn request(s: Arc<DpsSettings>, req: DpsRequest) -> WireSignal {
     let answer = match s.transport {
         DpsTransport::Https => https::request(&s, &req).await,
@@ -124,15 +123,12 @@ pub(crate) async fn request(s: Arc<DpsSettings>, req: DpsRequest) -> WireSignal 
             }
             Err(e) => {
                 tracing::warn!(status = a.status, error = %e, "malformed DPS answer");
-                WireSignal::DpsUnreachable
+                WireSignal::DpsMalformed
             }
         },
-        Err(DpsError::Refused(code @ (2 | 4 | 5))) => {
+        Err(DpsError::Refused(code)) => {
             tracing::warn!(code, "DPS refused the MQTT CONNECT");
-            WireSignal::Dps(DpsReply::Status {
-                status: 401,
-                retry_after: None,
-            })
+            WireSignal::DpsConnAck(code)
         }
         Err(e) => {
             tracing::warn!(error = %e, "DPS unreachable");

@@ -124,12 +124,13 @@ impl TwinRequests {
         let Some(mut q) = self.sent.remove(rid) else {
             return Answered::Unknown;
         };
-        let retriable = status == 429 || (500..600).contains(&status);
+        let class = hubswap_spec::classify(&hubswap_spec::WireSignal::TwinStatus(status));
+        let retriable = class == hubswap_spec::Class::RequestTransient;
         if retriable && q.tries + 1 < MAX_TRIES {
             q.tries += 1;
             return Answered::Retry(q);
         }
-        let ok = (200..300).contains(&status);
+        let ok = class == hubswap_spec::Class::Benign;
         match q.op {
             TwinOp::Get(tx) => {
                 let r = if ok {

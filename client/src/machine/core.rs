@@ -40,9 +40,6 @@ pub struct Core {
     pub(crate) memory: Memory,
     /// Why the device last left (or failed to reach) the online states.
     pub(crate) reason: Option<Reason>,
-    /// A seeded policy bug ([`spec::Mutation::None`] in every real client); see
-    /// [`super::Machine::with_mutation`].
-    pub(crate) mutation: spec::Mutation,
 }
 
 impl Core {
@@ -51,7 +48,7 @@ impl Core {
     /// the spec's next phase (or stays put when the phase is unchanged).
     fn policy(&mut self, phase: &Phase, context: &mut Ctx, input: &Input) -> Outcome<State> {
         let before = self.memory.with_phase(phase.clone());
-        let out = spec::step::step_mutated(&self.cfg, &before, input, context.env, self.mutation);
+        let out = spec::step(&self.cfg, &before, input, context.env);
         self.memory = Memory::from_spec(&out.state);
         if let Some(reason) = Reason::of(input, &before.phase, &out.state.phase) {
             self.reason = Some(reason);

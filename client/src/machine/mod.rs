@@ -140,24 +140,10 @@ impl Machine {
     ///
     /// `cfg` must be valid ([`spec::Config::validate`]); the builder checks it.
     pub fn new(cfg: spec::Config, cache: Option<Assignment>) -> Self {
-        Self::with_mutation(cfg, cache, spec::Mutation::None)
-    }
-
-    /// A machine whose policy decisions run a seeded spec mutant.
-    ///
-    /// This exists only so that the conformance suite can show that its refinement check
-    /// rejects a wrong client; products use [`Machine::new`].
-    #[doc(hidden)]
-    pub fn with_mutation(
-        cfg: spec::Config,
-        cache: Option<Assignment>,
-        mutation: spec::Mutation,
-    ) -> Self {
         let core = Core {
             cfg,
             memory: Memory::new(cache),
             reason: None,
-            mutation,
         };
         let mut ctx = Ctx {
             env: Env {

@@ -3,21 +3,7 @@ use alloc::string::ToString;
 use alloc::vec::Vec;
 
 fn name(c: &Class) -> &'static str {
-    match c {
-        Class::Accepted => "Accepted",
-        Class::Unreachable => "Unreachable",
-        Class::AuthRefused => "AuthRefused",
-        Class::Unavailable => "Unavailable",
-        Class::Dropped => "Dropped",
-        Class::Assigned(_) => "Assigned",
-        Class::Assigning { .. } => "Assigning",
-        Class::Blocked => "Blocked",
-        Class::Throttled { .. } => "Throttled",
-        Class::DpsTransient => "DpsTransient",
-        Class::RenewToken => "RenewToken",
-        Class::RequestTransient => "RequestTransient",
-        Class::Benign => "Benign",
-    }
+    c.name()
 }
 
 /// One representative signal per table row, in table order.
@@ -31,6 +17,10 @@ fn representatives() -> Vec<Vec<WireSignal>> {
             status,
             retry_after: None,
         })
+    };
+    let b = Assignment {
+        hub: "hub-b".to_string(),
+        device_id: "dev".to_string(),
     };
     vec![
         [
@@ -49,7 +39,9 @@ fn representatives() -> Vec<Vec<WireSignal>> {
         vec![WireSignal::ConnAck(3)],
         vec![WireSignal::ConnAck(4)],
         vec![WireSignal::ConnAck(5)],
+        vec![WireSignal::ConnAck(6), WireSignal::ConnAck(255)],
         vec![WireSignal::ConnectionLost],
+        vec![WireSignal::Dps(DpsReply::Assigned(b))],
         vec![WireSignal::Dps(DpsReply::Assigned(a))],
         vec![WireSignal::Dps(DpsReply::Assigning {
             operation: "op".to_string(),
@@ -67,8 +59,21 @@ fn representatives() -> Vec<Vec<WireSignal>> {
         })],
         vec![st(500), st(502), st(503)],
         vec![WireSignal::DpsUnreachable],
+        vec![WireSignal::DpsMalformed],
+        vec![WireSignal::DpsConnAck(1)],
+        vec![
+            WireSignal::DpsConnAck(2),
+            WireSignal::DpsConnAck(4),
+            WireSignal::DpsConnAck(5),
+        ],
+        vec![WireSignal::DpsConnAck(3), WireSignal::DpsConnAck(9)],
         vec![WireSignal::TokenNearExpiry],
         vec![WireSignal::TwinStatus(429), WireSignal::TwinStatus(500)],
+        vec![
+            WireSignal::TwinStatus(304),
+            WireSignal::TwinStatus(400),
+            WireSignal::TwinStatus(404),
+        ],
         vec![WireSignal::TwinStatus(200), WireSignal::TwinStatus(204)],
     ]
 }
@@ -99,10 +104,18 @@ fn every_connack_code_has_a_class() {
         let c = classify(&WireSignal::ConnAck(code));
         let expected = match code {
             0 => "Accepted",
+            1 => "ClientBug",
             2 | 4 | 5 => "AuthRefused",
             _ => "Unavailable",
         };
         assert_eq!(name(&c), expected, "CONNACK {code}");
+        let d = classify(&WireSignal::DpsConnAck(code));
+        let expected = match code {
+            1 => "ClientBug",
+            2 | 4 | 5 => "Blocked",
+            _ => "DpsTransient",
+        };
+        assert_eq!(name(&d), expected, "DPS CONNACK {code}");
     }
 }
 
@@ -129,6 +142,22 @@ fn every_dps_status_has_a_class() {
             _ => "DpsTransient",
         };
         assert_eq!(name(&c), expected, "DPS status {status}");
+    }
+}
+
+#[test]
+fn every_twin_status_has_a_class() {
+    for status in 100..700u16 {
+        let expected = match status {
+            0..300 => "Benign",
+            429 | 500..600 => "RequestTransient",
+            _ => "RequestRejected",
+        };
+        assert_eq!(
+            name(&classify(&WireSignal::TwinStatus(status))),
+            expected,
+            "twin {status}"
+        );
     }
 }
 

@@ -41,7 +41,7 @@ pub struct Config {
     pub unavailable_threshold: u32,
     /// G5: the profile for transient failures (default 1 s to 120 s).
     pub fast: Profile,
-    /// G4: the profile while DPS reports the device blocked (default 10 min to 1 h).
+    /// G4: the profile while DPS reports the device blocked (default floor 10 min, initial 20 min, cap 1 h).
     /// Its floor is `blocked_min_delay`: no two attempts come closer while blocked.
     pub slow: Profile,
     /// G7: no two attempt starts come closer than this.
@@ -94,7 +94,7 @@ impl Default for Config {
             },
             slow: Profile {
                 floor: Duration::from_mins(10),
-                initial: Duration::from_mins(10),
+                initial: Duration::from_mins(20),
                 cap: Duration::from_hours(1),
             },
             min_attempt_spacing: Duration::from_millis(500),

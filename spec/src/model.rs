@@ -264,7 +264,8 @@ impl Instance {
         let s = &mut w.device;
         let horizon = Millis(ORIGIN.saturating_sub(crate::time::ms(cfg.spacing(true))));
         s.last_attempt = s.last_attempt.map(|t| t.max(horizon));
-        s.recheck_at = s.recheck_at.filter(|t| *t > now);
+        // A gate that has opened only matters as "open": clamp it to now.
+        s.recheck_at = s.recheck_at.map(|t| t.max(now));
         if let Some(t) = &mut s.token {
             let stale_from = Millis(ORIGIN.saturating_sub(crate::time::ms(cfg.renew_after())));
             if t.minted_at <= stale_from {

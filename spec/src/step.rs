@@ -227,9 +227,11 @@ impl Cx<'_> {
                 self.unavailable();
             }
             (Phase::Connecting { .. }, Class::ClientBug) => {
+                // Not a reason to ask DPS; but a question the incident already owes stands.
                 self.cancel(Timer::AttemptTimeout);
                 let d = self.delay_on(self.cfg.slow, None);
-                self.schedule(Next::Connect, d);
+                let owed = self.owed();
+                self.hub_failed(owed, d, false);
             }
             (Phase::Connected { .. }, Class::Dropped) => {
                 self.cancel(Timer::Stable);
@@ -287,22 +289,26 @@ impl Cx<'_> {
     fn hub_unreachable(&mut self) {
         self.s.unreachable = (self.s.unreachable + 1).min(self.cfg.unreachable_threshold);
         let d = self.fail_delay(None);
-        let ask = self.s.unreachable >= self.cfg.unreachable_threshold
-            && !mutant!(self, NeverAskDpsOnUnreachable);
-        self.hub_failed(ask, d);
+        let ask = self.owed();
+        self.hub_failed(ask, d, true);
     }
 
     /// G3 and G5: CONNACK 3 (and codes MQTT 3.1.1 does not define).
     fn unavailable(&mut self) {
         self.s.unavailable = (self.s.unavailable + 1).min(self.cfg.unavailable_threshold);
         let d = self.fail_delay(None);
-        let ask = if mutant!(self, AskDpsOnPlain500) {
-            true
-        } else {
-            self.s.unavailable >= self.cfg.unavailable_threshold
-                && !mutant!(self, NeverAskDpsOnConnack3)
-        };
-        self.hub_failed(ask, d);
+        let ask = self.owed() || mutant!(self, AskDpsOnPlain500);
+        self.hub_failed(ask, d, true);
+    }
+
+    /// True when the incident owes DPS a question: a G1 or G3 threshold is reached, or a
+    /// fresh token was refused (G2).
+    fn owed(&self) -> bool {
+        let unreachable = self.s.unreachable >= self.cfg.unreachable_threshold
+            && !mutant!(self, NeverAskDpsOnUnreachable);
+        let unavailable = self.s.unavailable >= self.cfg.unavailable_threshold
+            && !mutant!(self, NeverAskDpsOnConnack3);
+        unreachable || unavailable || self.s.auth == AuthStage::DpsAsked
     }
 
     /// G2: CONNACK 2, 4 or 5.
@@ -320,23 +326,35 @@ impl Cx<'_> {
         }
         self.s.auth = AuthStage::DpsAsked;
         let d = self.fail_delay(None);
-        self.hub_failed(true, d);
+        self.hub_failed(true, d, true);
     }
 
     /// After a hub failure: ask DPS when the threshold says so and the gate is open (G9),
-    /// otherwise back off on the same hub. The cache is kept either way (G10).
-    fn hub_failed(&mut self, ask: bool, d: Duration) {
+    /// otherwise back off on the same hub. The cache is kept either way (G10). With `early`,
+    /// a gate that opens within `d` is met when it opens.
+    fn hub_failed(&mut self, ask: bool, d: Duration, early: bool) {
         if mutant!(self, InvalidateOnHubFailure) && ask {
             self.invalidate();
         }
         let at = self.env.now.plus(d);
         let open = self.s.recheck_at.is_none_or(|t| at >= t) || mutant!(self, NoGate);
-        if ask && open {
-            let d = self.paced(d);
-            self.schedule(Next::Register, d);
-        } else {
-            self.schedule(Next::Connect, d);
+        if !(ask && open) {
+            return self.schedule(Next::Connect, d);
         }
+        let paced = self.paced(d);
+        if paced > d && self.s.recheck_at.is_none() {
+            // Fleet pacing (SPEC §4.1): the incident's first question waits for its paced
+            // time, and the cached hub is tried meanwhile.
+            self.s.recheck_at = Some(self.env.now.plus(paced));
+            return self.schedule(Next::Connect, d);
+        }
+        // The gate opens within `d`: ask when it opens, not a whole backoff later.
+        let now = self.env.now;
+        let wait = match self.s.recheck_at {
+            Some(t) if t > now && early => t.since(now).min(d),
+            _ => d,
+        };
+        self.schedule(Next::Register, wait);
     }
 
     // ---- helpers ----

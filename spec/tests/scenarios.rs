@@ -217,34 +217,44 @@ fn x509_skips_the_fresh_token_retry_and_the_renewal() {
     assert!(waited > Duration::ZERO, "jittered: {waited:?}");
 }
 
-/// SPEC §4.1: with fleet pacing, the registration that follows a hub failure is spread over
-/// `[floor, max(ceiling, reprovision_spread)]`, while hub retries keep the fast profile.
+/// SPEC §4.1: with fleet pacing, the incident's first DPS registration comes at
+/// `draw * reprovision_spread` after the threshold (or at the backoff, if later), and the
+/// cached hub is retried on the fast profile meanwhile.
 #[test]
 fn fleet_pacing_spreads_the_registration_after_a_hub_failure() {
     let spread = Duration::from_secs(132);
     for (draw, lo, hi) in [
         (Draw::MIN, Duration::ZERO, Duration::from_secs(4)),
-        (Draw::MAX, spread, spread),
-        (Draw(u32::MAX / 2), Duration::from_secs(65), spread / 2),
+        (Draw::MAX, spread, spread + Duration::from_secs(1)),
+        (
+            Draw(u32::MAX / 2),
+            spread / 2 - Duration::from_secs(1),
+            spread / 2 + Duration::from_secs(1),
+        ),
     ] {
         let mut d = Dev::connected(Some(hub("hub-a")));
         d.cfg = Config::default().paced_for_fleet(1_000, 500);
         assert_eq!(d.cfg.reprovision_spread, spread);
         d.draw = draw;
         d.signal(WireSignal::ConnectionLost);
-        let (_, first, _) = d.fire_next();
-        assert!(
-            first <= d.cfg.fast.cap,
-            "the hub retry is not paced: {first:?}"
-        );
+        d.fire_next();
         d.signal(WireSignal::ConnectFailed(ConnectFailure::Refused));
         d.fire_next();
         d.signal(WireSignal::ConnectFailed(ConnectFailure::Refused));
-        let (_, waited, a) = d.fire_next();
-        assert_eq!(a[0], Action::Register);
+        let threshold = d.now;
+        loop {
+            let (_, waited, a) = d.fire_next();
+            if a[0] == Action::Register {
+                break;
+            }
+            assert!(waited <= d.cfg.fast.cap, "hub retries are not paced");
+            assert!(has(&a, |x| *x == Action::ConnectHub(hub("hub-a"))));
+            d.signal(WireSignal::ConnectFailed(ConnectFailure::Refused));
+        }
+        let waited = d.now.since(threshold);
         assert!(
             lo <= waited && waited <= hi,
-            "{draw:?}: waited {waited:?}, expected within [{lo:?}, {hi:?}]"
+            "{draw:?}: asked DPS {waited:?} after the threshold, expected within [{lo:?}, {hi:?}]"
         );
     }
 }

@@ -43,6 +43,9 @@ pub struct Monitor {
     refused_fingerprint: Option<u64>,
     /// The device asked DPS since the incident began (the threshold rules are then met).
     asked: bool,
+    /// An incident reached its G1/G2/G3 threshold: no hub connect after this (the refusal,
+    /// plus `reprovision_spread` when the device paces its question) without asking DPS.
+    question_due: Option<(Millis, Guarantee)>,
     blocked: bool,
     /// The hub DPS just assigned, until the device connects.
     assigned: Option<String>,
@@ -103,8 +106,7 @@ impl Monitor {
             Observed::HubRefused { .. } => {
                 self.in_flight = None;
                 self.pending = None;
-                self.unreachable += 1;
-                self.failed(at, None, cfg.fast.floor);
+                self.unreachable_failure(cfg, at);
             }
             Observed::Disconnect { by } => self.disconnect(cfg, at, *by),
             Observed::End => self.end(cfg, tol, at)?,
@@ -122,6 +124,7 @@ impl Monitor {
         m.last_start = sh(m.last_start);
         m.in_flight = sh(m.in_flight);
         m.not_before = m.not_before.map(|(t, g)| (t.minus_ms(delta), g));
+        m.question_due = m.question_due.map(|(t, g)| (t.minus_ms(delta), g));
         m.dps_not_before = sh(m.dps_not_before);
         m.last_question = sh(m.last_question);
         m.quiet_since = sh(m.quiet_since);
@@ -138,6 +141,9 @@ impl Monitor {
         m.last_start = m.last_start.map(|t| t.max(ago(cfg.spacing(true))));
         m.in_flight = m.in_flight.map(|t| t.max(ago(cfg.attempt_timeout)));
         m.not_before = m.not_before.filter(|(t, _)| *t > now);
+        m.question_due = m
+            .question_due
+            .map(|(t, g)| (t.max(ago(Duration::from_millis(1))), g));
         m.stable_at = m.stable_at.map(|t| t.max(now));
         m.dps_not_before = m.dps_not_before.filter(|t| *t > now);
         let longest_gate = cfg.recheck_floor(saturation(&cfg.recheck));
@@ -224,22 +230,18 @@ impl Monitor {
         credential: Option<Credential>,
     ) -> Result<(), Broken> {
         self.attempt_start(cfg, tol, at, true)?;
-        if self.unreachable >= cfg.unreachable_threshold && !self.asked {
+        if let Some((due, g)) = self.question_due
+            && !self.asked
+            && at > due.plus(tol)
+        {
+            let what = match g {
+                Guarantee::G1 => "unreachable failures",
+                Guarantee::G2 => "auth refusals (the fresh token too)",
+                _ => "CONNACK 3 refusals",
+            };
             return Err((
-                Guarantee::G1,
-                format!(
-                    "hub connect after {} unreachable failures without DPS",
-                    self.unreachable
-                ),
-            ));
-        }
-        if self.unavailable >= cfg.unavailable_threshold && !self.asked {
-            return Err((
-                Guarantee::G3,
-                format!(
-                    "hub connect after {} CONNACK 3 refusals without DPS",
-                    self.unavailable
-                ),
+                g,
+                format!("hub connect after the threshold of {what} without DPS"),
             ));
         }
         if let Some(assigned) = &self.assigned
@@ -288,6 +290,7 @@ impl Monitor {
             self.last_question = Some(at);
         }
         self.asked = true;
+        self.question_due = None;
         self.assigned = None;
         Ok(())
     }
@@ -374,6 +377,31 @@ impl Monitor {
         Ok(())
     }
 
+    fn unreachable_failure(&mut self, cfg: &Config, at: Millis) {
+        self.unreachable += 1;
+        if self.unreachable >= cfg.unreachable_threshold {
+            self.threshold(cfg, at, Guarantee::G1);
+        }
+        self.failed(at, None, cfg.fast.floor);
+    }
+
+    /// True when the incident may ask DPS: a threshold was reached, a refusal of the auth
+    /// class was seen, or DPS was already asked (the gate decides when).
+    fn owed(&self, cfg: &Config) -> bool {
+        self.question_due.is_some()
+            || self.asked
+            || self.auth_refusals > 0
+            || self.unreachable >= cfg.unreachable_threshold
+            || self.unavailable >= cfg.unavailable_threshold
+    }
+
+    /// An incident reached a threshold: DPS is due, at once or at the paced time.
+    fn threshold(&mut self, cfg: &Config, at: Millis, g: Guarantee) {
+        if !self.asked && self.question_due.is_none() {
+            self.question_due = Some((at.plus(cfg.reprovision_spread), g));
+        }
+    }
+
     fn failed(&mut self, at: Millis, next: Option<Next>, floor: Duration) {
         self.next = next;
         self.not_before = Some((at.plus(floor), Guarantee::G5));
@@ -386,6 +414,7 @@ impl Monitor {
         self.unavailable = 0;
         self.auth_refusals = 0;
         self.refused_fingerprint = None;
+        self.question_due = None;
         if gate {
             self.asked = false;
             self.questions = 0;
@@ -411,19 +440,23 @@ impl Monitor {
                 self.quiet_since = Some(at);
                 let needed = if credential.is_some() { 2 } else { 1 };
                 if self.auth_refusals >= needed && !self.asked {
-                    self.next = Some(Next::Dps(Guarantee::G2));
+                    self.threshold(cfg, at, Guarantee::G2);
                 } else if self.asked {
                     // G2: once DPS was asked in the incident, refusals back off first.
                     self.not_before = Some((at.plus(cfg.fast.floor), Guarantee::G2));
                 }
             }
             Class::ClientBug => {
-                self.failed(at, Some(Next::Hub(Guarantee::G5)), cfg.slow.floor);
+                // Never a reason to ask DPS, unless the incident already owes a question.
+                let next = (!self.owed(cfg)).then_some(Next::Hub(Guarantee::G5));
+                self.failed(at, next, cfg.slow.floor);
             }
             _ => {
                 self.unavailable += 1;
-                let next = (self.unavailable < cfg.unavailable_threshold)
-                    .then_some(Next::Hub(Guarantee::G5));
+                if self.unavailable >= cfg.unavailable_threshold {
+                    self.threshold(cfg, at, Guarantee::G3);
+                }
+                let next = (!self.owed(cfg)).then_some(Next::Hub(Guarantee::G5));
                 let floor = cfg.profile(self.blocked).floor;
                 self.failed(at, next, floor);
             }
@@ -438,8 +471,7 @@ impl Monitor {
             self.in_flight = None;
             self.pending = None;
             if by == Side::Cloud {
-                self.unreachable += 1;
-                self.failed(at, None, cfg.fast.floor);
+                self.unreachable_failure(cfg, at);
             }
             return;
         }

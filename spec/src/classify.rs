@@ -165,10 +165,11 @@ pub fn classify(signal: &WireSignal) -> Class {
         WireSignal::ConnAck(code) => connack(*code),
         WireSignal::ConnectionLost => Class::Dropped,
         WireSignal::Dps(reply) => classify_dps(reply),
-        WireSignal::DpsUnreachable | WireSignal::DpsMalformed => Class::DpsTransient,
         WireSignal::DpsConnAck(1) => Class::ClientBug,
         WireSignal::DpsConnAck(2 | 4 | 5) => Class::Blocked,
-        WireSignal::DpsConnAck(_) => Class::DpsTransient,
+        WireSignal::DpsUnreachable | WireSignal::DpsMalformed | WireSignal::DpsConnAck(_) => {
+            Class::DpsTransient
+        }
         WireSignal::TokenNearExpiry => Class::RenewToken,
         WireSignal::TwinStatus(s) if *s < 300 => Class::Benign,
         WireSignal::TwinStatus(s) if *s == 429 || (500..600).contains(s) => Class::RequestTransient,

@@ -352,6 +352,20 @@ mod tests {
         );
     }
 
+    /// SPEC §4.2 and §5 quote these numbers.
+    #[test]
+    fn the_dps_budget_and_the_recovery_bound_are_as_stated() {
+        let c = Config::default();
+        let floors: Vec<u64> = (0..6).map(|r| c.recheck_floor(r).as_secs() / 60).collect();
+        assert_eq!(floors, [15, 25, 45, 85, 120, 120]);
+        let b = |mins: u64| c.dps_budget(Duration::from_mins(mins));
+        assert_eq!([b(10), b(60), b(120), b(360), b(1440)], [1, 3, 4, 6, 15]);
+        for mins in [1, 10, 100, 1000, 10_000] {
+            assert!(b(mins) <= b(mins * 2), "B is monotone");
+        }
+        assert_eq!(c.recovery_bound(), Duration::from_secs(6_090));
+    }
+
     #[test]
     fn zero_threshold_is_rejected() {
         let c = Config {

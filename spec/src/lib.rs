@@ -19,13 +19,13 @@
 //! | [`state`] | §1.1, §1.3 | [`State`], [`Phase`], the assignment cache, timers |
 //! | [`io`] | §1.2 | [`Input`], [`Command`], [`Action`], [`Env`] |
 //! | [`mod@classify`] | §2 | [`WireSignal`] → [`Class`]: one table, one function |
-//! | [`mod@step`] | §3 | the transition function |
+//! | [`mod@step`] | §3, §4.2 | the transition function; DPS answers and the gate |
 //! | [`mod@backoff`] | §4 | the pure backoff function and its bounds |
-//! | [`guarantee`] | §5 | G1–G8 |
+//! | [`guarantee`] | §5 | G1–G10 |
 //! | [`invariants`] | §6 | state invariants |
-//! | [`model`], [`promela`] | §7 | the finite instance, exhaustive exploration, SPIN export |
+//! | `model`, `promela` (feature `mutants`) | §7 | the finite instance, its checks and ghosts, the SPIN export |
 //! | [`trace`] | §8 | [`validate_trace`]: grading a recorded run from the cloud's side |
-//! | [`mutation`] | §7.3 | seeded mutants that the checks must reject |
+//! | `mutation` (feature `mutants`) | §7.3 | seeded mutants that the checks must reject |
 //!
 //! # Driving the spec
 //!

@@ -239,11 +239,11 @@ impl Cx<'_> {
                 let d = self.fail_delay(None);
                 self.schedule(Next::Connect, d);
             }
-            (Phase::Connected { .. }, Class::RenewToken) => {
-                if self.cfg.credential == CredentialKind::Sas {
-                    self.cancel(Timer::Renew);
-                    self.renew();
-                }
+            (Phase::Connected { .. }, Class::RenewToken)
+                if self.cfg.credential == CredentialKind::Sas =>
+            {
+                self.cancel(Timer::Renew);
+                self.renew();
             }
             (Phase::Registering, c) if c.is_dps_answer() => {
                 self.cancel(Timer::AttemptTimeout);

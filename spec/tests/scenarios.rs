@@ -151,9 +151,9 @@ fn g9_sent_back_to_the_same_hub_the_device_backs_off_and_the_gate_doubles() {
     for (k, w) in registrations.windows(2).enumerate() {
         let floor = d.cfg.recheck_floor(u32::try_from(k).unwrap_or(u32::MAX));
         assert!(
-            w[1] - w[0] >= floor,
+            w[1].saturating_sub(w[0]) >= floor,
             "round {k}: {:?} < {floor:?}",
-            w[1] - w[0]
+            w[1].saturating_sub(w[0])
         );
     }
     assert_eq!(d.s.cache, Some(hub("hub-a")));
@@ -228,7 +228,7 @@ fn fleet_pacing_spreads_the_registration_after_a_hub_failure() {
         (Draw::MAX, spread, spread + Duration::from_secs(1)),
         (
             Draw(u32::MAX / 2),
-            spread / 2 - Duration::from_secs(1),
+            (spread / 2).saturating_sub(Duration::from_secs(1)),
             spread / 2 + Duration::from_secs(1),
         ),
     ] {

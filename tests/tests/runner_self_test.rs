@@ -30,6 +30,11 @@ fn profile() -> Config {
             initial: ms(1_000),
             cap: ms(4_000),
         },
+        recheck: Profile {
+            floor: ms(1_000),
+            initial: ms(1_000),
+            cap: ms(4_000),
+        },
         min_attempt_spacing: ms(200),
         stable_after: ms(1_000),
         attempt_timeout: ms(3_000),

@@ -89,7 +89,7 @@ impl Instance {
             ));
         }
         self.check_delays(before, after, mv, now, actions)?;
-        self.check_cache(before, after, mv, actions)?;
+        Self::check_cache(before, after, mv, actions)?;
         self.check_dps_ghosts(before, after, mv, now, actions)?;
         self.check_recovery(after, mv)?;
         let check = TraceCheck {
@@ -206,7 +206,6 @@ impl Instance {
     /// G10: only a DPS assignment (or the application) changes the cache, and an unanswered
     /// DPS request sends a device with a cache back to its hub.
     fn check_cache(
-        &self,
         before: &World,
         after: &World,
         mv: &Move,
@@ -332,7 +331,7 @@ impl Instance {
         if after.ghost.good_for > bound {
             return Err((
                 Guarantee::G8,
-                alloc::format!("not connected {} ms after the cloud behaved", bound),
+                alloc::format!("not connected {bound} ms after the cloud behaved"),
             ));
         }
         Ok(())

@@ -128,5 +128,5 @@ impl Cx<'_> {
 pub fn recheck_delay(round: u32, recheck: &crate::config::Profile, draw: Draw) -> Duration {
     let c = ceiling(round, recheck);
     let half = c / 2;
-    half + draw.scale(c - half)
+    half + draw.scale(c.saturating_sub(half))
 }

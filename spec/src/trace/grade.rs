@@ -1,7 +1,7 @@
 //! Grading: a verdict per guarantee, with evidence (SPEC §8.1).
 //!
 //! [`super::validate_trace_with()`] stops at the first divergence; a conformance report needs more:
-//! for each of G1–G8, whether the trace exercised it at all, whether it held, and which
+//! for each of G1–G10, whether the trace exercised it at all, whether it held, and which
 //! observations decided it. [`grade`] runs the same [`Monitor`] per device, keeps going after a
 //! divergence (forgetting the broken expectation so one fault is reported once), and records
 //! which observations exercised which guarantee.
@@ -10,7 +10,8 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::{Divergence, DpsAnswer, Monitor, Observation, Observed, Side, TraceCheck};
+use super::{Divergence, Monitor, Observation, Observed, Side, TraceCheck};
+use crate::classify::{Class, WireSignal, classify};
 use crate::guarantee::Guarantee;
 
 /// The verdict on one guarantee.
@@ -41,24 +42,27 @@ pub struct GuaranteeGrade {
 pub fn exercises(event: &Observed) -> &'static [Guarantee] {
     use Guarantee as G;
     match event {
-        Observed::HubRefused { .. } => &[G::G1],
-        Observed::ConnAck { code: 2 | 4 | 5 } => &[G::G2],
-        Observed::ConnAck { code: 0 } => &[],
-        Observed::ConnAck { .. } => &[G::G3, G::G5],
-        Observed::DpsResponse(DpsAnswer::Failed { .. } | DpsAnswer::Disabled) => &[G::G4],
-        Observed::DpsResponse(DpsAnswer::Status { status: 429, .. }) => &[G::G6],
-        Observed::DpsResponse(DpsAnswer::Status { status, .. }) if (400..500).contains(status) => {
-            &[G::G4]
-        }
-        Observed::DpsResponse(DpsAnswer::Status { .. } | DpsAnswer::Dropped)
-        | Observed::Disconnect { by: Side::Cloud } => &[G::G5],
+        Observed::HubRefused { .. } => &[G::G1, G::G9],
+        Observed::ConnAck { code } => match classify(&WireSignal::ConnAck(*code)) {
+            Class::AuthRefused => &[G::G2, G::G9],
+            Class::Unavailable => &[G::G3, G::G5, G::G9],
+            Class::ClientBug => &[G::G5],
+            _ => &[],
+        },
+        Observed::DpsResponse(answer) => match answer.class() {
+            Class::Blocked => &[G::G4],
+            Class::Throttled { .. } => &[G::G6, G::G10],
+            Class::DpsTransient | Class::ClientBug => &[G::G5, G::G10],
+            _ => &[],
+        },
+        Observed::Disconnect { by: Side::Cloud } => &[G::G5],
         Observed::HubConnect { .. } | Observed::DpsRequest(_) => &[G::G7],
         Observed::End => &[G::G8],
-        Observed::DpsResponse(_) | Observed::Disconnect { .. } => &[],
+        Observed::Disconnect { .. } => &[],
     }
 }
 
-/// Grades a trace: one [`GuaranteeGrade`] per guarantee, in order G1–G8.
+/// Grades a trace: one [`GuaranteeGrade`] per guarantee, in order G1–G10.
 ///
 /// G8 counts as exercised when the trace has an [`Observed::End`] after at least one failure:
 /// only then is "connected again by the end" a claim the trace can support.

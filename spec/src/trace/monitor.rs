@@ -30,12 +30,12 @@ pub struct Monitor {
     /// `attempt_timeout`, so an unanswered attempt stops counting then.
     in_flight: Option<Millis>,
     /// Connected, with the token's expiry when it is a SAS token.
-    connected: Option<Option<Millis>>,
+    connected: Option<Live>,
     /// When the connection up now counts as stable; an incident ends only with a stable
     /// connection (the gate survives a hub that accepts and drops at once).
     stable_at: Option<Millis>,
     /// A hub connect awaiting its CONNACK, with the credential it carried.
-    pending: Option<Option<Credential>>,
+    pending: Option<Pending>,
     last_start: Option<Millis>,
     unreachable: u32,
     unavailable: u32,
@@ -64,6 +64,18 @@ pub struct Monitor {
 
 type Broken = (Guarantee, String);
 
+/// A live connection: the token's expiry when it is a SAS token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Live {
+    expiry: Option<Millis>,
+}
+
+/// A hub connect awaiting its CONNACK, with the credential it carried (`None` for X.509).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Pending {
+    credential: Option<Credential>,
+}
+
 impl Monitor {
     /// Feeds one observation of this device; `Err` names the violated guarantee.
     pub fn observe(
@@ -84,7 +96,7 @@ impl Monitor {
         }
         match event {
             Observed::HubConnect { hub, credential } => {
-                self.hub_connect(cfg, tol, at, hub, *credential)?
+                self.hub_connect(cfg, tol, at, hub, *credential)?;
             }
             Observed::DpsRequest(DpsRequest::Register) => self.register(cfg, tol, at)?,
             Observed::DpsRequest(DpsRequest::Poll) => {
@@ -119,7 +131,9 @@ impl Monitor {
     pub fn shifted(&self, delta: u64) -> Self {
         let sh = |t: Option<Millis>| t.map(|t| t.minus_ms(delta));
         let mut m = self.clone();
-        m.connected = m.connected.map(sh);
+        m.connected = m.connected.map(|l| Live {
+            expiry: sh(l.expiry),
+        });
         m.stable_at = sh(m.stable_at);
         m.last_start = sh(m.last_start);
         m.in_flight = sh(m.in_flight);
@@ -196,7 +210,9 @@ impl Monitor {
     }
 
     fn check_bounds(&self, cfg: &Config, tol: Duration, at: Millis) -> Result<(), Broken> {
-        if let Some(Some(expiry)) = self.connected
+        if let Some(Live {
+            expiry: Some(expiry),
+        }) = self.connected
             && at > expiry.plus(tol)
         {
             return Err((
@@ -260,7 +276,7 @@ impl Monitor {
                 String::from("reconnected with the token the hub refused"),
             ));
         }
-        self.pending = Some(credential);
+        self.pending = Some(Pending { credential });
         self.refused_fingerprint = None;
         self.assigned = None;
         self.known_hub = Some(String::from(hub));
@@ -268,8 +284,10 @@ impl Monitor {
     }
 
     fn register(&mut self, cfg: &Config, tol: Duration, at: Millis) -> Result<(), Broken> {
-        self.attempt_start(cfg, tol, at, false)?;
+        // Retry-after first: a device that ignores it is reported for that (G6), even when
+        // it also skipped its cached hub (G10).
         self.check_dps_not_before(tol, at)?;
+        self.attempt_start(cfg, tol, at, false)?;
         let incident = self.unreachable > 0 || self.unavailable > 0 || self.auth_refusals > 0;
         if incident && self.known_hub.is_some() && !self.blocked {
             let k = self.questions;
@@ -424,10 +442,12 @@ impl Monitor {
 
     fn connack(&mut self, cfg: &Config, at: Millis, code: u8) {
         self.in_flight = None;
-        let credential = self.pending.take().flatten();
+        let credential = self.pending.take().and_then(|p| p.credential);
         match classify(&WireSignal::ConnAck(code)) {
             Class::Accepted => {
-                self.connected = Some(credential.map(|c| at.plus(c.valid_for)));
+                self.connected = Some(Live {
+                    expiry: credential.map(|c| at.plus(c.valid_for)),
+                });
                 self.stable_at = Some(at.plus(cfg.stable_after));
                 self.clear_incident(false);
                 self.blocked = false;

@@ -6,10 +6,12 @@
 //! - `never-reprovision`: retries its hub forever; never asks DPS again (breaks G3 / G1);
 //! - `reprovision-always`: asks DPS after every error, even a plain drop (breaks G5);
 //! - `hot-loop`: reconnects at once, with no delay (breaks G7);
-//! - `ignore-retry-after`: re-sends throttled DPS requests at once (breaks G6).
+//! - `ignore-retry-after`: re-sends throttled DPS requests at once, instead of going back to
+//!   its cached hub (breaks G6 and G10).
 //!
 //! Otherwise it behaves: it provisions over DPS MQTT, connects with a fresh SAS token each
-//! time, sends telemetry, waits 1 s between attempts and asks DPS after two failed connects.
+//! time, sends telemetry, waits 1 s between attempts, asks DPS after two failed connects, and
+//! goes back to its hub when DPS does not answer.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +26,18 @@ enum Bug {
     HotLoop,
     IgnoreRetryAfter,
 }
+
+/// DPS answered 429: the caller goes back to its cached hub.
+#[derive(Debug)]
+struct Throttled;
+
+impl std::fmt::Display for Throttled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DPS throttled the registration")
+    }
+}
+
+impl std::error::Error for Throttled {}
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -163,6 +177,11 @@ impl Device {
                     );
                     client.publish(topic, QoS::AtLeastOnce, false, " ").await?;
                 }
+                429 if self.args.bug != Bug::IgnoreRetryAfter => {
+                    let _ = client.disconnect().await;
+                    tokio::time::sleep(wait(retry_after)).await;
+                    return Err(Throttled.into());
+                }
                 429 => {
                     tokio::time::sleep(wait(retry_after)).await;
                     let topic = format!("$dps/registrations/PUT/iotdps-register/?$rid={rid}");
@@ -224,11 +243,20 @@ async fn main() -> Result<(), Error> {
         minted: 0,
     };
     let mut hub: Option<String> = None;
+    let mut cached: Option<String> = None;
     let mut failures = 0u32;
     loop {
         let Some(h) = hub.clone() else {
             match dev.provision().await {
-                Ok(h) => hub = Some(h),
+                Ok(h) => {
+                    hub = Some(h.clone());
+                    cached = Some(h);
+                }
+                Err(e) if cached.is_some() => {
+                    println!("no answer from DPS ({e}): back to the cached hub");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    hub.clone_from(&cached);
+                }
                 Err(e) => {
                     println!("provisioning failed: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -106,10 +106,12 @@ pub fn default_timing(c: &Config) -> Timing {
         .clamp(Duration::from_secs(4), Duration::from_mins(2));
     Timing {
         hold,
+        // A throttled question closes the gate (SPEC §4.2): allow two rounds of it.
         recovery: c.fast.cap
             + c.attempt_timeout * 3
             + c.spacing(false)
             + c.dps_poll_default
+            + hubswap_spec::backoff::ceiling(1, &c.recheck)
             + margin,
         blocked_recovery: c.slow.cap
             + c.attempt_timeout * 3

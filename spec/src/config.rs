@@ -367,6 +367,79 @@ mod tests {
     }
 
     #[test]
+    fn every_profile_rule_is_enforced_at_its_boundary() {
+        let mut c = Config::default();
+        c.fast.initial = Duration::ZERO;
+        assert_eq!(c.validate(), Err(ConfigError::BadProfile { name: "fast" }));
+        let mut c = Config::default();
+        c.recheck.floor = Duration::ZERO;
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::BadProfile { name: "recheck" })
+        );
+        let mut c = Config::default();
+        c.slow.cap = c.slow.floor;
+        assert_eq!(
+            c.validate(),
+            Ok(()),
+            "floor == cap is a fixed delay, and valid"
+        );
+        let c = Config {
+            max_retry_after: Duration::from_secs(2),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.validate(),
+            Ok(()),
+            "max_retry_after == dps_poll_default is valid"
+        );
+        let c = Config {
+            max_retry_after: Duration::from_millis(1_999),
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::RetryAfterCap));
+    }
+
+    #[test]
+    fn scaling_divides_every_delay() {
+        let c = Config::default();
+        let s = c.scaled_down(10);
+        assert_eq!(s.fast.cap, c.fast.cap / 10);
+        assert_eq!(s.slow.floor, c.slow.floor / 10);
+        assert_eq!(s.slow.initial, c.slow.initial / 10);
+        assert_eq!(s.slow.cap, c.slow.cap / 10);
+        assert_eq!(s.recheck.initial, c.recheck.initial / 10);
+        assert_eq!(s.recheck.cap, c.recheck.cap / 10);
+        assert_eq!(s.attempt_timeout, Duration::from_secs(3));
+        assert_eq!(s.token_ttl, c.token_ttl / 10);
+        assert_eq!(s.retry_after_jitter, c.retry_after_jitter / 10);
+        assert_eq!(s.max_retry_after, c.max_retry_after / 10);
+        assert_eq!(s.unreachable_threshold, c.unreachable_threshold);
+    }
+
+    #[test]
+    fn the_longest_delay_counts_the_retry_after_jitter() {
+        let c = Config {
+            max_retry_after: Duration::from_hours(2),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.longest_delay(),
+            Duration::from_hours(2) + Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn the_budget_counts_a_gate_that_opens_exactly_at_d() {
+        let c = Config::default();
+        assert_eq!(c.dps_budget(Duration::from_mins(15)), 2);
+        assert_eq!(
+            c.dps_budget(Duration::from_mins(15) - Duration::from_millis(1)),
+            1
+        );
+    }
+
+    #[test]
     fn zero_threshold_is_rejected() {
         let c = Config {
             unreachable_threshold: 0,

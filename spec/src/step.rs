@@ -374,18 +374,15 @@ impl Cx<'_> {
         d
     }
 
-    #[cfg(feature = "mutants")]
+    /// [`crate::backoff()`] with the input's draw. The one production path; a seeded mutant
+    /// (feature `mutants`) branches off before it.
     fn backoff(&self, attempt: u32, p: &Profile, ra: Option<RetryAfter>) -> Duration {
-        let attempt = if self.m == Mutation::FastBackoffNeverGrows && *p == self.cfg.fast {
-            0
-        } else {
-            attempt
-        };
-        crate::backoff::backoff_mutated(attempt, p, ra, self.env.draw, self.m)
-    }
-
-    #[cfg(not(feature = "mutants"))]
-    fn backoff(&self, attempt: u32, p: &Profile, ra: Option<RetryAfter>) -> Duration {
+        #[cfg(feature = "mutants")]
+        if self.m != Mutation::None {
+            let never_grows = self.m == Mutation::FastBackoffNeverGrows && *p == self.cfg.fast;
+            let attempt = if never_grows { 0 } else { attempt };
+            return crate::backoff::backoff_mutated(attempt, p, ra, self.env.draw, self.m);
+        }
         crate::backoff::backoff(attempt, p, ra, self.env.draw)
     }
 

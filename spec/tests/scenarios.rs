@@ -387,3 +387,56 @@ fn g7_token_is_renewed_by_a_planned_reconnect_and_backoff_resets_when_stable() {
     assert_eq!(a[0], Action::Close);
     assert!(has(&a, |x| matches!(x, Action::MintToken { .. })));
 }
+
+/// Out-of-phase inputs change nothing: a hub signal while DPS is asked, a DPS answer while
+/// connecting, a timer fired before its deadline.
+#[test]
+fn stale_and_early_inputs_are_ignored() {
+    let mut d = Dev::new(None);
+    d.input(&Input::Command(Command::Start));
+    assert_eq!(d.s.phase, Phase::Registering);
+    for sig in [
+        WireSignal::ConnAck(0),
+        WireSignal::ConnAck(3),
+        WireSignal::ConnectionLost,
+        WireSignal::TokenNearExpiry,
+        WireSignal::TwinStatus(500),
+    ] {
+        let before = d.s.clone();
+        assert!(d.signal(sig.clone()).is_empty(), "{sig:?}");
+        assert_eq!(d.s, before, "{sig:?}");
+    }
+    let before = d.s.clone();
+    assert!(
+        d.input(&Input::TimerFired(Timer::AttemptTimeout))
+            .is_empty()
+    );
+    assert_eq!(d.s, before, "a timer fired before its deadline is ignored");
+    let mut d = Dev::connected(Some(hub("hub-a")));
+    let before = d.s.clone();
+    assert!(d.signal(WireSignal::DpsUnreachable).is_empty());
+    assert!(d.input(&Input::TimerFired(Timer::Renew)).is_empty());
+    assert_eq!(d.s, before);
+}
+
+/// A SAS device renews when its transport reports the token near expiry; X.509 has no token.
+#[test]
+fn token_near_expiry_renews_a_sas_token_only() {
+    let mut d = Dev::connected(Some(hub("hub-a")));
+    let a = d.signal(WireSignal::TokenNearExpiry);
+    assert_eq!(a[0], Action::CancelTimer(Timer::Renew));
+    assert!(has(&a, |x| *x == Action::Close));
+    assert!(matches!(
+        d.s.phase,
+        Phase::Waiting {
+            next: Next::Connect
+        } | Phase::Connecting { .. }
+    ));
+    let mut d = Dev::new(Some(hub("hub-a")));
+    d.cfg.credential = hubswap_spec::CredentialKind::X509;
+    d.input(&Input::Command(Command::Start));
+    d.signal(WireSignal::ConnAck(0));
+    let before = d.s.clone();
+    assert!(d.signal(WireSignal::TokenNearExpiry).is_empty());
+    assert_eq!(d.s, before);
+}

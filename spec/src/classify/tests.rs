@@ -146,6 +146,36 @@ fn every_dps_status_has_a_class() {
 }
 
 #[test]
+fn only_dps_classes_answer_a_dps_request() {
+    let dps = [
+        WireSignal::Dps(DpsReply::Disabled),
+        WireSignal::DpsUnreachable,
+        WireSignal::DpsConnAck(1),
+        WireSignal::Dps(DpsReply::Status {
+            status: 429,
+            retry_after: None,
+        }),
+    ];
+    for s in dps {
+        assert!(classify(&s).is_dps_answer(), "{s:?}");
+    }
+    let hub = [
+        WireSignal::ConnAck(0),
+        WireSignal::ConnAck(3),
+        WireSignal::ConnAck(5),
+        WireSignal::ConnectionLost,
+        WireSignal::ConnectFailed(ConnectFailure::Reset),
+        WireSignal::TokenNearExpiry,
+        WireSignal::TwinStatus(500),
+        WireSignal::TwinStatus(404),
+        WireSignal::TwinStatus(200),
+    ];
+    for s in hub {
+        assert!(!classify(&s).is_dps_answer(), "{s:?}");
+    }
+}
+
+#[test]
 fn every_twin_status_has_a_class() {
     for status in 100..700u16 {
         let expected = match status {
@@ -163,6 +193,15 @@ fn every_twin_status_has_a_class() {
 
 #[test]
 fn spec_md_embeds_the_rendered_table() {
+    let table = render_table();
+    assert_eq!(
+        table.lines().count(),
+        TABLE.len() + 2,
+        "header, rule, one line per row"
+    );
+    for row in TABLE {
+        assert!(table.contains(row.signal) && table.contains(row.reaction));
+    }
     let spec = include_str!("../../SPEC.md");
     assert!(
         spec.contains(&render_table()),

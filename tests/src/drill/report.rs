@@ -67,10 +67,12 @@ fn bound(name: &str, moved: usize, rate: u32, c: &Config) -> (f64, f64, String) 
     // The mock answers `assigning` with retry-after 1 s, so a registration takes a poll later.
     let poll = 1.0;
     let threshold = f64::from(c.unavailable_threshold);
+    // A question DPS throttles closes the gate for up to ceiling(0, recheck) (SPEC §4.2).
+    let gate = secs(hubswap_spec::backoff::ceiling(0, &c.recheck));
     let (path, formula) = match name {
         "failover" => (
-            threshold * fast + jitter + poll + timeout,
-            "N/R + unavailable_threshold×fast.cap + retry_after_jitter + DPS poll (1 s) + attempt_timeout",
+            threshold * fast + gate + jitter + poll + timeout,
+            "N/R + unavailable_threshold×fast.cap + gate ceiling (a throttled question) + retry_after_jitter + DPS poll (1 s) + attempt_timeout",
         ),
         "unblock" => (
             secs(c.slow.cap) + poll + timeout,
@@ -81,8 +83,8 @@ fn bound(name: &str, moved: usize, rate: u32, c: &Config) -> (f64, f64, String) 
             "2×fast.cap + attempt_timeout (reuse refused, fresh token)",
         ),
         _ => (
-            (threshold + 1.0) * fast + jitter + poll + timeout,
-            "N/R + (unavailable_threshold+1)×fast.cap (500s retried) + retry_after_jitter + DPS poll (1 s) + attempt_timeout",
+            (threshold + 1.0) * fast + gate + jitter + poll + timeout,
+            "N/R + (unavailable_threshold+1)×fast.cap (500s retried) + gate ceiling (a throttled question) + retry_after_jitter + DPS poll (1 s) + attempt_timeout",
         ),
     };
     // Fleet pacing (SPEC §4.1) stretches every DPS registration a hub failure causes over

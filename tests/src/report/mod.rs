@@ -114,8 +114,8 @@ pub fn render_guarantees(guarantees: &[GuaranteeReport]) -> String {
     for g in guarantees {
         let _ = writeln!(
             out,
-            "  {} {:<13} {}",
-            g.guarantee,
+            "  {:<3} {:<13} {}",
+            g.guarantee.to_string(),
             label(g.verdict),
             g.title
         );
@@ -378,7 +378,7 @@ mod tests {
             .expect("G6");
         assert_eq!(g6.verdict, Verdict::Fail);
         assert!(!g6.timeline.is_empty());
-        assert!(r.render_text().contains("G6 FAIL"));
+        assert!(r.render_text().contains("G6  FAIL"));
         let json: serde_json::Value = serde_json::from_str(&r.to_json()).expect("valid JSON");
         assert_eq!(json["guarantees"][5]["verdict"], "Fail");
         let xml = r.to_junit();

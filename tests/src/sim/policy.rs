@@ -56,19 +56,21 @@ impl Policy for Hubswap {
             String::from("no fleet pacing")
         } else {
             format!(
-                "fleet pacing: the registration after a hub failure spread over {:.0} s (SPEC 4.1)",
+                "fleet pacing: the first question of an incident spread over {:.0} s (SPEC 4.1)",
                 c.reprovision_spread.as_secs_f64()
             )
         };
         PolicyInfo {
             name: self.name.to_owned(),
             label: format!(
-                "hubswap_spec::step: full jitter {:.1} s..{:.0} s, DPS after {} unreachable / {} CONNACK 1/3, \
+                "hubswap_spec::step: full jitter {:.1} s..{:.0} s, DPS after {} unreachable / {} CONNACK 3, \
+                 then only when the gate opens ({:.0} s, doubling), the cache kept, \
                  fresh-token retry on CONNACK 5, blocked profile {:.0} s..{:.0} s, retry-after + 0..{:.0} s, {pacing}",
                 c.fast.floor.as_secs_f64(),
                 c.fast.cap.as_secs_f64(),
                 c.unreachable_threshold,
                 c.unavailable_threshold,
+                c.recheck_floor(0).as_secs_f64(),
                 c.slow.floor.as_secs_f64(),
                 c.slow.cap.as_secs_f64(),
                 c.retry_after_jitter.as_secs_f64(),

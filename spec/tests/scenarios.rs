@@ -440,3 +440,48 @@ fn token_near_expiry_renews_a_sas_token_only() {
     assert!(d.signal(WireSignal::TokenNearExpiry).is_empty());
     assert_eq!(d.s, before);
 }
+
+/// Polls are not spaced: a `retry-after` of 0 polls at once. A hub signal while polling is stale.
+#[test]
+fn polls_are_not_spaced_and_ignore_hub_signals() {
+    let mut d = Dev::new(None);
+    d.input(&Input::Command(Command::Start));
+    d.signal(WireSignal::Dps(DpsReply::Assigning {
+        operation: "op".into(),
+        retry_after: Some(Duration::ZERO),
+    }));
+    let (_, waited, a) = d.fire_next();
+    assert_eq!(waited, Duration::ZERO);
+    assert!(has(&a, |x| matches!(x, Action::Poll { .. })), "{a:?}");
+    assert!(matches!(d.s.phase, Phase::Polling { .. }));
+    let before = d.s.clone();
+    for sig in [WireSignal::ConnAck(0), WireSignal::ConnectionLost] {
+        assert!(d.signal(sig).is_empty());
+    }
+    assert_eq!(d.s, before);
+}
+
+/// G6 with a cache: a retry-after longer than the gate holds the gate closed for the whole
+/// retry-after plus, with the longest draw, the whole jitter.
+#[test]
+fn a_long_retry_after_closes_the_gate_for_all_of_it() {
+    let mut d = Dev::connected(Some(hub("hub-a")));
+    d.signal(WireSignal::ConnectionLost);
+    for _ in 0..2 {
+        d.fire_next();
+        d.signal(WireSignal::ConnAck(3));
+    }
+    d.fire_next();
+    assert_eq!(d.s.phase, Phase::Registering);
+    d.draw = Draw::MAX;
+    let ra = Duration::from_mins(29);
+    d.signal(WireSignal::Dps(DpsReply::Status {
+        status: 429,
+        retry_after: Some(ra),
+    }));
+    let gate = d.s.recheck_at.expect("the gate is closed");
+    assert!(
+        gate >= d.now.plus(ra + d.cfg.retry_after_jitter),
+        "{gate} too early"
+    );
+}

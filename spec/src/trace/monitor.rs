@@ -15,6 +15,8 @@ use crate::guarantee::Guarantee;
 use crate::time::{Millis, ms};
 
 mod dps;
+#[cfg(test)]
+mod tests;
 
 /// What the next attempt must be, set by the last failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

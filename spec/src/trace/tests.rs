@@ -411,9 +411,9 @@ proptest! {
     #[test]
     fn mutant_walks_that_break_a_cloud_visible_rule_fail_validation(
         choices in proptest::collection::vec(any::<u16>(), 1..400),
-        m in 0usize..3,
+        m in 0usize..7,
     ) {
-        let mutant = [Mutation::NeverAskDpsOnUnreachable, Mutation::NeverAskDpsOnConnack3, Mutation::RetryDpsWithoutFallback][m];
+        let mutant = [Mutation::NeverAskDpsOnUnreachable, Mutation::NeverAskDpsOnConnack3, Mutation::RetryDpsWithoutFallback, Mutation::AskDpsOnPlain500, Mutation::NoAttemptSpacing, Mutation::BlockedUsesFastProfile, Mutation::NoGate][m];
         let inst = Instance { app_commands: false, ..Instance::standard(mutant) };
         let (obs, violation) = walk(&inst, &choices);
         let check = TraceCheck { config: inst.cfg.clone(), tolerance: Duration::ZERO };

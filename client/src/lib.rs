@@ -17,7 +17,7 @@
 //!
 //! | module | what |
 //! | --- | --- |
-//! | [`machine`] | the hierarchical statig state machine, its abstraction function to [`hubswap_spec::State`], and the refinement tests (G1–G8) |
+//! | [`machine`] | the hierarchical statig state machine, its abstraction function to [`hubswap_spec::State`], and the refinement tests (G1–G10) |
 //! | `driver` | the only task that reads the clock or sleeps: feeds inputs to the machine, performs its actions |
 //! | `hub` | the task that owns rumqttc's event loop; after an error it waits for the next connect command |
 //! | [`dps`] | DPS register and poll over MQTT or HTTPS, honouring `retry-after` through the spec |

@@ -1,4 +1,4 @@
-//! The guarantees G1–G8 (SPEC §5), named so that checks and divergences can cite them.
+//! The guarantees G1–G10 (SPEC §5), named so that checks and divergences can cite them.
 
 use core::fmt;
 

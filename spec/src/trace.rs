@@ -3,7 +3,7 @@
 //! The vocabulary holds only what a cloud can see — DPS requests and answers, hub connects,
 //! their CONNACK codes, refusals and disconnects, each with a timestamp — so the same check
 //! grades devices that hubswap did not write. Each device is checked by a [`Monitor`], an
-//! observer automaton whose rules are the cloud-visible parts of G1–G8.
+//! observer automaton whose rules are the cloud-visible parts of G1–G10.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;

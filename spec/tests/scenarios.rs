@@ -474,7 +474,8 @@ fn a_long_retry_after_closes_the_gate_for_all_of_it() {
     d.fire_next();
     assert_eq!(d.s.phase, Phase::Registering);
     d.draw = Draw::MAX;
-    let ra = Duration::from_mins(29);
+    let ra = d.cfg.recheck_floor(0) * 2; // the gate's longest first wait
+    assert_eq!(ra, Duration::from_mins(30));
     d.signal(WireSignal::Dps(DpsReply::Status {
         status: 429,
         retry_after: Some(ra),

@@ -23,7 +23,7 @@ mod tests;
 enum Next {
     /// A hub connect (G5 after a plain 500 or a drop; G10 after DPS did not answer).
     Hub(Guarantee),
-    /// A DPS request (G2 after a refused fresh token; G5/G6 without a known hub).
+    /// A DPS request (G5/G6: DPS failed and the device knows no hub).
     Dps(Guarantee),
 }
 
@@ -324,14 +324,11 @@ impl Monitor {
                 return Err((g, String::from(why)));
             }
             (Some(Next::Dps(g)), true) => {
-                let why = if g == Guarantee::G2 {
-                    "a refused fresh token"
-                } else {
-                    "a DPS error without a cached hub"
-                };
                 return Err((
                     g,
-                    format!("connected to a hub after {why} instead of asking DPS"),
+                    String::from(
+                        "connected to a hub after a DPS error without a cached hub, instead of asking DPS",
+                    ),
                 ));
             }
             _ => {}

@@ -210,7 +210,9 @@ fn g10_an_unanswered_dps_request_sends_the_device_back_to_its_hub() {
             },
         );
     assert_eq!(T(t.0.clone()).connect(16.0, "hub-a", 1).check(), Ok(()));
-    assert_eq!(t.register(16.0).guarantee(), Some(Guarantee::G10));
+    let d = t.register(16.0).check().expect_err("G10");
+    assert_eq!(d.guarantee, Guarantee::G10);
+    assert!(d.reason.contains("cached hub"), "{}", d.reason);
 }
 
 #[test]

@@ -45,7 +45,7 @@ pub struct DrillReport {
     pub counts: Counts,
     /// Telemetry.
     pub messages: Messages,
-    /// G1–G8.
+    /// G1–G10.
     pub guarantees: Vec<GuaranteeReport>,
     /// The timeline behind the chart.
     pub timeline: Vec<Second>,

@@ -142,7 +142,7 @@ pub struct Report {
     pub device: String,
     /// The scenarios, in order.
     pub scenarios: Vec<ScenarioOutcome>,
-    /// G1–G8.
+    /// G1–G10.
     pub guarantees: Vec<GuaranteeReport>,
 }
 

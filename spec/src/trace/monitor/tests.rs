@@ -152,19 +152,49 @@ fn divergences_name_what_was_skipped() {
 #[test]
 fn registrations_outside_an_incident_are_not_gated() {
     let mut t = provisioned();
+    let no = DpsAnswer::Status {
+        status: 503,
+        retry_after: None,
+    };
     t.extend([
         (100_000, Observed::DpsRequest(DpsRequest::Register)),
-        (
-            100_100,
-            Observed::DpsResponse(DpsAnswer::Assigned {
-                hub: "hub-a".into(),
-            }),
-        ),
+        (100_100, Observed::DpsResponse(no)),
         (101_000, connect("hub-a", 2)),
         (101_100, Observed::ConnAck { code: 0 }),
         (102_000, Observed::DpsRequest(DpsRequest::Register)),
     ]);
     assert_eq!(verdict(&t), None, "no failure, so no gate");
+}
+
+#[test]
+fn dps_right_after_a_drop_breaks_g5() {
+    let mut t = provisioned();
+    t.extend([
+        (10_000, Observed::Disconnect { by: Side::Cloud }),
+        (11_000, Observed::DpsRequest(DpsRequest::Register)),
+    ]);
+    assert_eq!(verdict(&t), Some(Guarantee::G5));
+}
+
+#[test]
+fn an_assignment_must_be_used_within_spacing_and_timeout_exactly() {
+    let c = check();
+    let bound = c.config.spacing(false) + c.config.attempt_timeout + c.tolerance;
+    let assigned = alloc::vec![
+        (0, Observed::DpsRequest(DpsRequest::Register)),
+        (
+            100,
+            Observed::DpsResponse(DpsAnswer::Assigned {
+                hub: "hub-a".into()
+            })
+        ),
+    ];
+    let mut ok = assigned.clone();
+    ok.push((100 + crate::time::ms(bound), Observed::End));
+    assert_eq!(verdict(&ok), None);
+    let mut late = assigned;
+    late.push((101 + crate::time::ms(bound), Observed::End));
+    assert_eq!(verdict(&late), Some(Guarantee::G8));
 }
 
 #[test]
@@ -217,4 +247,115 @@ fn normalization_keeps_deadlines_that_can_still_matter() {
         a.observe(&c, ms(3_000), &early).map_err(|e| e.0),
         b.observe(&c, ms(3_000), &early).map_err(|e| e.0)
     );
+}
+
+#[test]
+fn an_attempt_counts_as_in_flight_until_its_timeout_exactly() {
+    let c = check();
+    let timeout = crate::time::ms(c.config.attempt_timeout) - crate::time::ms(c.tolerance);
+    let first = (0, Observed::DpsRequest(DpsRequest::Register));
+    let ok = [
+        first.clone(),
+        (timeout, Observed::DpsRequest(DpsRequest::Register)),
+    ];
+    assert_eq!(verdict(&ok), None, "abandoned at the timeout");
+    let early = [
+        first,
+        (timeout - 1, Observed::DpsRequest(DpsRequest::Register)),
+    ];
+    assert_eq!(verdict(&early), Some(Guarantee::G7));
+}
+
+#[test]
+fn after_dps_was_asked_a_plain_500_may_be_followed_by_dps() {
+    // DPS was asked in this incident and the connection that followed was not stable: the
+    // gate, not G5, decides when DPS is asked next.
+    let mut t = provisioned();
+    t.extend([
+        (
+            10_000,
+            Observed::HubRefused {
+                hub: "hub-a".into(),
+            },
+        ),
+        (11_000, connect("hub-a", 2)),
+        (
+            11_100,
+            Observed::HubRefused {
+                hub: "hub-a".into(),
+            },
+        ),
+        (12_000, Observed::DpsRequest(DpsRequest::Register)),
+        (
+            12_100,
+            Observed::DpsResponse(DpsAnswer::Assigned {
+                hub: "hub-a".into(),
+            }),
+        ),
+        (13_000, connect("hub-a", 3)),
+        (13_100, Observed::ConnAck { code: 0 }),
+        (14_000, Observed::Disconnect { by: Side::Cloud }),
+        (15_000, connect("hub-a", 3)),
+        (15_100, Observed::ConnAck { code: 3 }),
+        (913_000, Observed::DpsRequest(DpsRequest::Register)),
+    ]);
+    assert_eq!(verdict(&t), None);
+}
+
+#[test]
+fn the_g9_floor_survives_normalization_once_the_gate_is_saturated() {
+    // A device that keeps failing on its hub and gets no answer from DPS: each question at
+    // exactly its round's floor, trying the hub every minute in between, and the ninth one a
+    // minute early, when the gate is long saturated.
+    let c = check();
+    let mut t = provisioned();
+    let mut at = 10_000u64;
+    t.push((
+        at,
+        Observed::HubRefused {
+            hub: "hub-a".into(),
+        },
+    ));
+    at += 1_000;
+    t.push((at, connect("hub-a", 2)));
+    t.push((
+        at + 100,
+        Observed::HubRefused {
+            hub: "hub-a".into(),
+        },
+    ));
+    at += 1_000;
+    for round in 0..9u32 {
+        t.push((at, Observed::DpsRequest(DpsRequest::Register)));
+        let no = DpsAnswer::Status {
+            status: 503,
+            retry_after: None,
+        };
+        t.push((at + 100, Observed::DpsResponse(no)));
+        let mut next = at + crate::time::ms(c.config.recheck_floor(round));
+        if round == 7 {
+            next -= 60_000;
+        }
+        let mut try_at = at + 1_000;
+        while try_at + 1_000 < next {
+            t.push((try_at, connect("hub-a", 3)));
+            let refused = Observed::HubRefused {
+                hub: "hub-a".into(),
+            };
+            t.push((try_at + 100, refused));
+            try_at += 60_000;
+        }
+        at = next;
+    }
+    assert_eq!(verdict(&t), Some(Guarantee::G9), "batch");
+    let mut m = Monitor::default();
+    let mut got = None;
+    for (when, ev) in &t {
+        if let Err((g, _)) = m.observe(&c, ms(*when), ev) {
+            got = Some(g);
+            break;
+        }
+        m = m.normalized(&c, ms(*when));
+    }
+    assert_eq!(got, Some(Guarantee::G9), "normalized after every event");
 }

@@ -93,14 +93,14 @@ async fn https_answers_are_classified_and_retry_after_is_kept() {
     ])
     .await;
     let s = settings(port, &ca);
-    // Malformed JSON and a body missing required fields: transient, same request later.
+    // Malformed JSON and a body missing required fields: the spec's `DpsMalformed` row.
     assert_eq!(
         request(s.clone(), register()).await,
-        WireSignal::DpsUnreachable
+        WireSignal::DpsMalformed
     );
     assert_eq!(
         request(s.clone(), register()).await,
-        WireSignal::DpsUnreachable
+        WireSignal::DpsMalformed
     );
     assert_eq!(
         request(s.clone(), register()).await,

@@ -359,3 +359,14 @@ fn the_g9_floor_survives_normalization_once_the_gate_is_saturated() {
     }
     assert_eq!(got, Some(Guarantee::G9), "normalized after every event");
 }
+
+#[test]
+fn a_duplicate_disconnect_changes_nothing() {
+    let mut t = provisioned();
+    t.extend([
+        (10_000, Observed::Disconnect { by: Side::Cloud }),
+        (10_500, Observed::Disconnect { by: Side::Cloud }),
+        (11_000, Observed::DpsRequest(DpsRequest::Register)),
+    ]);
+    assert_eq!(verdict(&t), Some(Guarantee::G5), "still a drop, then DPS");
+}

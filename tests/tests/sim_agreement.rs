@@ -20,7 +20,7 @@ use hubswap_conformance::sim::{
 use hubswap_mock_cloud::fault::{Failover, HubError, HubErrorMode, Throttle};
 use hubswap_mock_cloud::log::{DpsRequestKind, Endpoint};
 use hubswap_mock_cloud::{CloudConfig, Event, Fault, LogRecord, MockCloud};
-use hubswap_spec::Config;
+use hubswap_spec::{Config, Profile};
 
 const DEVICES: usize = 20;
 const SCALE: u32 = 10;
@@ -29,8 +29,21 @@ const SIM_SEEDS: u64 = 20;
 /// How long the hub-wide internal error lasts, in real seconds.
 const OUTAGE: Duration = Duration::from_secs(15);
 
-fn config() -> Config {
-    Config::default().scaled_down(SCALE)
+/// The defaults scaled down. For a failover, the DPS gate is shorter, so that a throttled
+/// question is repeated within the test's time (the default gate, scaled, waits 90 s or more).
+fn config(scenario: ScenarioName) -> Config {
+    let scaled = Config::default().scaled_down(SCALE);
+    if scenario != ScenarioName::Failover {
+        return scaled;
+    }
+    Config {
+        recheck: Profile {
+            floor: Duration::from_secs(5),
+            initial: Duration::from_secs(10),
+            cap: Duration::from_mins(2),
+        },
+        ..scaled
+    }
 }
 
 /// The four figures both sides are compared on.
@@ -98,14 +111,17 @@ fn measure(records: &[LogRecord], affected: &HashSet<String>, hub: &str, from_ms
 
 /// The mock cloud with the fleet connected and the quota applied; returns the cloud, the
 /// fleet, the hubs, and the devices on the first hub.
-async fn connected_fleet(prefix: &str) -> (MockCloud, Fleet, Vec<String>, HashSet<String>) {
+async fn connected_fleet(
+    prefix: &str,
+    scenario: ScenarioName,
+) -> (MockCloud, Fleet, Vec<String>, HashSet<String>) {
     let mut cfg = CloudConfig::for_tests(2);
     cfg.admin = None;
     let cloud = MockCloud::start(cfg).await.expect("the mock cloud starts");
     let spec = FleetSpec {
         devices: DEVICES,
         prefix: prefix.to_owned(),
-        config: config(),
+        config: config(scenario),
         shared_seed: None,
         telemetry: None,
         reprovision_on_disconnect: false,
@@ -164,7 +180,7 @@ fn simulated(scenario: ScenarioName, params: &ScenarioParams, rate: u32) -> Figu
             seed,
             cloud: loopback_cloud(rate),
             params: params.clone(),
-            spec: config(),
+            spec: config(scenario),
         };
         let r: SimReport = sim::simulate(&req, &mut |_| {}).expect("the simulation runs");
         let inc = &r.incidents[0];
@@ -244,30 +260,41 @@ fn compare(sim: Figures, real: Figures) -> Result<(), String> {
         0.5,
         0.25,
     )?;
-    // Recovery: the median is a few backoff floors plus round trips; the maximum is set by
-    // the quota's minute and the retry-after jitter (0.2 s here) plus CPU on a loaded machine.
-    close("recovery p50 (s)", sim.p50, real.p50, 1.0, 0.5)?;
-    close("recovery max (s)", sim.max, real.max, 3.0, 0.15)
+    // Recovery: where each device is in its backoff when the fault clears decides it, and
+    // the fast cap is 12 s here, so one run of ten devices on the sockets scatters: the
+    // median within a few floors, the maximum within a third of the cap.
+    close("recovery p50 (s)", sim.p50, real.p50, 2.5, 0.5)?;
+    close("recovery max (s)", sim.max, real.max, 4.0, 0.15)
 }
 
 /// The simulator agrees with the sockets, and the comparison is sharp enough to reject a
-/// simulator whose DPS has no quota (the model error that would matter most).
+/// simulator with the model error that matters most for the scenario: for a failover, a DPS
+/// without a quota; for a hub-wide internal error (one DPS question per device, so the quota
+/// hardly matters), a hub whose outage lasts a quarter as long.
 fn agree(scenario: ScenarioName, real: Figures) {
     let sim = simulated(scenario, &params(), RATE);
     println!("{scenario}: simulator {sim:?}\n{scenario}: sockets   {real:?}");
     if let Err(e) = compare(sim, real) {
         panic!("{scenario}: {e}");
     }
-    let unthrottled = simulated(scenario, &params(), 1_000_000);
+    let broken = if scenario == ScenarioName::Failover {
+        simulated(scenario, &params(), 1_000_000)
+    } else {
+        let short = ScenarioParams {
+            hub_outage_mins: params().hub_outage_mins / 4.0,
+            ..params()
+        };
+        simulated(scenario, &short, RATE)
+    };
     assert!(
-        compare(unthrottled, real).is_err(),
-        "{scenario}: a simulator without the DPS quota agrees too: {unthrottled:?}"
+        compare(broken, real).is_err(),
+        "{scenario}: a simulator with the model error agrees too: {broken:?}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_agrees_with_the_sockets() {
-    let (cloud, fleet, hubs, on_first) = connected_fleet("agree-fo").await;
+    let (cloud, fleet, hubs, on_first) = connected_fleet("agree-fo", ScenarioName::Failover).await;
     let (mark, at) = apply(
         &cloud,
         Fault::Failover(Failover {
@@ -288,7 +315,8 @@ async fn a_failover_agrees_with_the_sockets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_wide_internal_error_agrees_with_the_sockets() {
-    let (cloud, fleet, hubs, on_first) = connected_fleet("agree-500").await;
+    let (cloud, fleet, hubs, on_first) =
+        connected_fleet("agree-500", ScenarioName::HubOutage500).await;
     let refuse = HubError {
         hub: hubs[0].clone(),
         mode: HubErrorMode::Connack,

@@ -114,10 +114,8 @@ impl Instance {
         now: Millis,
         actions: &[Action],
     ) -> Result<(), Broken> {
-        let class = match &mv.input {
-            Input::Signal(sig) => classify(sig),
-            Input::TimerFired(Timer::AttemptTimeout) => Class::DpsTransient,
-            _ => return Ok(()),
+        let Some(class) = failure_class(mv) else {
+            return Ok(());
         };
         let failure = matches!(
             class,
@@ -212,11 +210,7 @@ impl Instance {
         actions: &[Action],
     ) -> Result<(), Broken> {
         let app = mv.input == Input::Command(Command::ReprovisionNow);
-        let class = match &mv.input {
-            Input::Signal(sig) => Some(classify(sig)),
-            Input::TimerFired(Timer::AttemptTimeout) => Some(Class::DpsTransient),
-            _ => None,
-        };
+        let class = failure_class(mv);
         let assigned = matches!(class, Some(Class::Assigned(_)));
         if after.device.cache != before.device.cache && !assigned && !app {
             return Err((Guarantee::G10, "the cache changed without DPS".to_string()));
@@ -401,6 +395,16 @@ impl Instance {
             .as_ref()
             .map_or_else(String::new, |a| a.hub.clone());
         Observed::HubRefused { hub }
+    }
+}
+
+/// The class a move hands the spec: a signal's, and an abandoned attempt's, which the spec
+/// treats as no answer (a hub connect's is `Unreachable`, but both are failures).
+fn failure_class(mv: &Move) -> Option<Class> {
+    match &mv.input {
+        Input::Signal(sig) => Some(classify(sig)),
+        Input::TimerFired(Timer::AttemptTimeout) => Some(Class::DpsTransient),
+        _ => None,
     }
 }
 

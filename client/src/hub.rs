@@ -11,8 +11,8 @@
 
 use hubswap_spec::ConnectFailure;
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
-    Packet, Publish, StateError, SubscribeReasonCode,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, MqttState,
+    Outgoing, Packet, Publish, StateError, SubscribeReasonCode,
 };
 use tokio::sync::mpsc;
 
@@ -127,9 +127,15 @@ impl HubLink {
     }
 }
 
+/// Forgets everything rumqttc kept of the previous connection: requests still in its channel,
+/// its pending list, and its protocol state. The state matters most: rumqttc buffers the events
+/// of a failed write (`Outgoing::Publish` is queued before the write that fails) and would yield
+/// them after the next CONNACK, as if the new connection had sent them, which would pair the
+/// driver's packet ids with the wrong messages.
 fn reset(el: &mut EventLoop) {
     el.clean();
     el.pending.clear();
+    el.state = MqttState::new(el.mqtt_options.inflight(), el.mqtt_options.manual_acks());
 }
 
 async fn run(
@@ -186,6 +192,7 @@ fn apply(el: &mut EventLoop, cmd: HubCmd) -> Option<(u64, bool)> {
             options,
         } => {
             el.mqtt_options = *options;
+            reset(el);
             Some((generation, false))
         }
         HubCmd::Close => None,
@@ -244,6 +251,30 @@ mod tests {
             text.contains("hub.example") && !text.contains("SharedAccessSignature"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_reset_forgets_the_events_of_the_previous_connection() {
+        let (_client, mut el) = AsyncClient::new(MqttOptions::new("dev1", "hub.example", 8883), 8);
+        // What a failed write leaves behind: the event of a publish that never left.
+        el.state
+            .events
+            .push_back(Event::Outgoing(Outgoing::Publish(7)));
+        el.state
+            .events
+            .push_back(Event::Incoming(Packet::PubAck(rumqttc::PubAck::new(3))));
+        let mut next = MqttOptions::new("dev1", "hub-2.example", 8883);
+        next.set_inflight(12);
+        let generation = apply(
+            &mut el,
+            HubCmd::Connect {
+                generation: 2,
+                options: Box::new(next),
+            },
+        );
+        assert_eq!(generation, Some((2, false)));
+        assert!(el.state.events.is_empty(), "{:?}", el.state.events);
+        assert!(el.pending.is_empty());
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! What the application sees besides [`crate::DeviceClient`]'s methods: incoming events,
 //! command requests and their responses.
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::error::{ClientError, SendError};
-use crate::outbox::Entry;
+use crate::telemetry::Telemetry;
 
 /// What `send_telemetry` does when the outbox is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,7 +92,12 @@ impl Responder {
 /// A request from the API to the driver.
 #[derive(Debug)]
 pub(crate) enum Request {
-    Telemetry(Entry),
+    Telemetry {
+        msg: Telemetry,
+        done: oneshot::Sender<Result<String, SendError>>,
+        /// The outbox room this message holds until it settles.
+        permit: OwnedSemaphorePermit,
+    },
     Report {
         patch: serde_json::Value,
         done: oneshot::Sender<Result<Option<u64>, ClientError>>,

@@ -8,8 +8,9 @@ use crate::api::{Delivery, DeviceEvent, Request, Twin, WhenFull};
 use crate::builder::DeviceClientBuilder;
 use crate::driver::Driver;
 use crate::error::{ClientError, ConfigError, SendError};
-use crate::outbox::{Entry, Outbox, Telemetry};
+use crate::journal::Journal;
 use crate::status::{ConnectionStatus, StatusKind};
+use crate::telemetry::Telemetry;
 
 /// A connected (or connecting) device. Cheap to clone; all clones drive the same connection.
 #[derive(Debug, Clone)]
@@ -35,14 +36,16 @@ impl DeviceClient {
     ) -> Result<(Self, mpsc::UnboundedReceiver<DeviceEvent>), ConfigError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         let s = Arc::new(builder.validate()?);
-        let outbox = match &s.journal {
-            Some(dir) => Outbox::with_journal(s.outbox_window, dir)
-                .map_err(|e| ConfigError::Journal(e.to_string()))?,
-            None => Outbox::new(s.outbox_window),
+        let (journal, restored) = match &s.journal {
+            Some(dir) => {
+                let (j, restored) =
+                    Journal::open(dir).map_err(|e| ConfigError::Journal(e.to_string()))?;
+                (Some(j), restored)
+            }
+            None => (None, Vec::new()),
         };
-        let restored = outbox.len();
         let room = Arc::new(Semaphore::new(
-            s.outbox_capacity.saturating_sub(restored).max(1),
+            s.outbox_capacity.saturating_sub(restored.len()).max(1),
         ));
         let (api_tx, api_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -51,8 +54,15 @@ impl DeviceClient {
             reason: None,
         });
         let _guard = handle.enter();
-        let (driver, inputs) =
-            Driver::new(s, outbox, ev_tx, api_tx.downgrade(), status_tx, api_rx)?;
+        let (driver, inputs) = Driver::new(
+            s,
+            journal,
+            restored,
+            ev_tx,
+            api_tx.downgrade(),
+            status_tx,
+            api_rx,
+        )?;
         handle.spawn(driver.run(inputs));
         Ok((
             Self {
@@ -83,17 +93,9 @@ impl DeviceClient {
                 tokio::sync::TryAcquireError::Closed => SendError::Shutdown,
             })?,
         };
-        let (tx, rx) = oneshot::channel();
-        let entry = Entry {
-            seq: 0,
-            mid: String::new(),
-            msg,
-            deadline: None,
-            done: Some(tx),
-            permit: Some(permit),
-        };
+        let (done, rx) = oneshot::channel();
         self.api
-            .send(Request::Telemetry(entry))
+            .send(Request::Telemetry { msg, done, permit })
             .map_err(|_| SendError::Shutdown)?;
         Ok(Delivery { rx })
     }

@@ -1,20 +1,22 @@
-//! The hub link: one task that owns rumqttc's `EventLoop` and polls it only while the machine
-//! wants a connection (the state machine owns retry timing; see `hub` in lib.rs).
+//! The hub link: one task that owns rumqttc's `EventLoop` and polls it only while the session
+//! wants a connection (the session owns retry timing).
 //!
 //! After any error the task reports it and stops polling until the driver sends the next
 //! [`HubCmd::Connect`]; rumqttc's own immediate reconnect never happens. Switching hub or
 //! credentials replaces `eventloop.mqtt_options`. Before each connect (and on close) the task
 //! discards rumqttc's pending requests: redelivery belongs to the outbox, so rumqttc must not
 //! resend (and renumber) anything on its own. Every event carries the generation of the
-//! connect command it belongs to, so that the driver can drop events of a connection it has
+//! connect command it belongs to, so that the session can drop events of a connection it has
 //! already abandoned.
 
 use hubswap_spec::ConnectFailure;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, MqttState,
-    Outgoing, Packet, Publish, StateError, SubscribeReasonCode,
+    Outgoing, Packet, StateError, SubscribeReasonCode,
 };
 use tokio::sync::mpsc;
+
+use crate::session::HubEvent as S;
 
 /// A command to the hub task. (`Debug` is written by hand: `MqttOptions`'s own `Debug` would
 /// print the SAS token.)
@@ -27,7 +29,10 @@ pub(crate) enum HubCmd {
         options: Box<MqttOptions>,
     },
     /// Drop any connection and stay idle.
-    Close,
+    Close {
+        /// The generation of the idle state.
+        generation: u64,
+    },
 }
 
 impl std::fmt::Debug for HubCmd {
@@ -42,34 +47,19 @@ impl std::fmt::Debug for HubCmd {
                 .field("broker", &options.broker_address())
                 .field("client_id", &options.client_id())
                 .finish_non_exhaustive(),
-            Self::Close => f.write_str("Close"),
+            Self::Close { generation } => f
+                .debug_struct("Close")
+                .field("generation", generation)
+                .finish(),
         }
     }
 }
 
-/// What happened on the connection of `generation`.
+/// What happened on the connection of `generation`, in the session's vocabulary.
 #[derive(Debug)]
 pub(crate) struct HubEvent {
     pub generation: u64,
-    pub kind: HubEventKind,
-}
-
-#[derive(Debug)]
-pub(crate) enum HubEventKind {
-    /// CONNACK with this return code (0 accepted).
-    ConnAck(u8),
-    /// The connect failed before any CONNACK.
-    Failed(ConnectFailure),
-    /// The connection dropped after CONNACK 0.
-    Lost(String),
-    /// SUBACK.
-    SubAck(Vec<SubscribeReasonCode>),
-    /// A publish was written with this packet id (0 for QoS 0).
-    Sent(u16),
-    /// PUBACK for this packet id.
-    PubAck(u16),
-    /// The hub published to us.
-    Publish(Publish),
+    pub event: crate::session::HubEvent,
 }
 
 /// The driver's handle on the hub task.
@@ -77,7 +67,6 @@ pub(crate) enum HubEventKind {
 pub(crate) struct HubLink {
     pub client: AsyncClient,
     cmd: mpsc::UnboundedSender<HubCmd>,
-    generation: u64,
 }
 
 impl HubLink {
@@ -99,31 +88,22 @@ impl HubLink {
             Self {
                 client,
                 cmd: cmd_tx,
-                generation: 0,
             },
             ev_rx,
         )
     }
 
-    /// Starts a new connection; returns its generation.
-    pub(crate) fn connect(&mut self, options: MqttOptions) -> u64 {
-        self.generation += 1;
+    /// Starts connection `generation` (the session numbers them).
+    pub(crate) fn connect(&mut self, generation: u64, options: MqttOptions) {
         let _ = self.cmd.send(HubCmd::Connect {
-            generation: self.generation,
+            generation,
             options: Box::new(options),
         });
-        self.generation
     }
 
-    /// Drops the connection (or the attempt).
-    pub(crate) fn close(&mut self) {
-        self.generation += 1;
-        let _ = self.cmd.send(HubCmd::Close);
-    }
-
-    /// The generation of the latest command; events of older generations are stale.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation
+    /// Drops the connection (or the attempt); `generation` is the closed state's number.
+    pub(crate) fn close(&mut self, generation: u64) {
+        let _ = self.cmd.send(HubCmd::Close { generation });
     }
 }
 
@@ -161,22 +141,30 @@ async fn run(
                 None => return,
             },
             ev = el.poll() => {
-                let (kind, next) = match ev {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => (Some(HubEventKind::ConnAck(0)), Some((generation, true))),
-                    Ok(Event::Incoming(Packet::SubAck(s))) => (Some(HubEventKind::SubAck(s.return_codes)), current),
-                    Ok(Event::Incoming(Packet::PubAck(p))) => (Some(HubEventKind::PubAck(p.pkid)), current),
-                    Ok(Event::Incoming(Packet::Publish(p))) => (Some(HubEventKind::Publish(p)), current),
-                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => (Some(HubEventKind::Sent(pkid)), current),
+                let (event, next) = match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => (Some(S::ConnAck(0)), Some((generation, true))),
+                    Ok(Event::Incoming(Packet::SubAck(s))) => {
+                        let refused = s.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure));
+                        (Some(S::SubAck { refused }), current)
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(p))) => (Some(S::PubAck(p.pkid)), current),
+                    Ok(Event::Incoming(Packet::Publish(p))) => (Some(S::Publish { topic: p.topic, payload: p.payload.to_vec() }), current),
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => (Some(S::Sent(pkid)), current),
                     Ok(_) => (None, current),
                     Err(ConnectionError::RequestsDone) => return,
                     Err(e) => {
                         reset(&mut el);
-                        let kind = if up { HubEventKind::Lost(e.to_string()) } else { classify_connect_error(&e) };
-                        (Some(kind), None)
+                        let event = if up {
+                            tracing::info!(reason = %e, "hub connection lost");
+                            S::Lost
+                        } else {
+                            classify_connect_error(&e)
+                        };
+                        (Some(event), None)
                     }
                 };
                 current = next;
-                if let Some(kind) = kind && events.send(HubEvent { generation, kind }).is_err() {
+                if let Some(event) = event && events.send(HubEvent { generation, event }).is_err() {
                     return;
                 }
             }
@@ -195,15 +183,15 @@ fn apply(el: &mut EventLoop, cmd: HubCmd) -> Option<(u64, bool)> {
             reset(el);
             Some((generation, false))
         }
-        HubCmd::Close => None,
+        HubCmd::Close { .. } => None,
     }
 }
 
 /// Maps a failed connect to the spec's vocabulary: a CONNACK refusal keeps its code.
-pub(crate) fn classify_connect_error(e: &ConnectionError) -> HubEventKind {
+pub(crate) fn classify_connect_error(e: &ConnectionError) -> S {
     match e {
-        ConnectionError::ConnectionRefused(code) => HubEventKind::ConnAck(connack_code(*code)),
-        other => HubEventKind::Failed(connect_failure(other)),
+        ConnectionError::ConnectionRefused(code) => S::ConnAck(connack_code(*code)),
+        other => S::Failed(connect_failure(other)),
     }
 }
 
@@ -283,21 +271,21 @@ mod tests {
             ConnectionError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert!(matches!(
             classify_connect_error(&refused),
-            HubEventKind::Failed(ConnectFailure::Refused)
+            S::Failed(ConnectFailure::Refused)
         ));
         assert!(matches!(
             classify_connect_error(&ConnectionError::NetworkTimeout),
-            HubEventKind::Failed(ConnectFailure::Timeout)
+            S::Failed(ConnectFailure::Timeout)
         ));
         assert!(matches!(
             classify_connect_error(&ConnectionError::ConnectionRefused(
                 ConnectReturnCode::ServiceUnavailable
             )),
-            HubEventKind::ConnAck(3)
+            S::ConnAck(3)
         ));
         assert!(matches!(
             classify_connect_error(&ConnectionError::MqttState(StateError::ConnectionAborted)),
-            HubEventKind::Failed(ConnectFailure::Reset)
+            S::Failed(ConnectFailure::Reset)
         ));
     }
 }

@@ -3,47 +3,49 @@
 //! # Architecture
 //!
 //! ```text
-//!  application ──► DeviceClient ──(mpsc)──► driver task ──► Machine (statig, sans-IO)
-//!        ▲          send_telemetry           │  ▲   clock,        │ refines hubswap-spec:
-//!        │          report / ack / twin      │  │   sleeps,       │ spec::step decides every
-//!        │          reprovision / shutdown   │  │   jitter seed   ▼ connection-policy input
-//!        │                                   │  └──── actions ◄── Vec<Action>
-//!   DeviceEvent (commands, C2D,              ├─► hub task: rumqttc EventLoop (polled only
-//!   desired patches, twin)                   │   while the machine wants a connection)
-//!   watch<ConnectionStatus>                  ├─► DPS task: MQTT (rumqttc) or HTTPS (hyper)
-//!                                            ├─► Outbox (at-least-once, optional journal)
-//!                                            └─► Store (assignment cache: file or memory)
+//!  application ──► DeviceClient ──(mpsc)──► driver task (tokio) ───── handle_event(now, ..) ──► Session
+//!        ▲          telemetry, twin,          one clock read per turn  handle_timeout(now)      (sans-IO)
+//!        │          command answers,          ▲   performs outputs ◄── poll_action()              │
+//!        │          reprovision, shutdown     │   sleeps until     ◄── poll_timeout()             │
+//!   DeviceEvent, watch<ConnectionStatus>      │                                                   │
+//!                                             ├─► hub task: rumqttc EventLoop (polled only while  │ spec::step decides
+//!                                             │   the session wants a connection)                 │ every policy input
+//!                                             ├─► DPS task: MQTT (rumqttc) or HTTPS (hyper)       ▼
+//!                                             ├─► Store (assignment cache: file or memory)     hubswap-spec
+//!                                             └─► Journal (outbox files, optional)
 //! ```
 //!
 //! | module | what |
 //! | --- | --- |
-//! | [`machine`] | the hierarchical statig state machine, its abstraction function to [`hubswap_spec::State`], and the refinement tests (G1–G10) |
-//! | `driver` | the only task that reads the clock or sleeps: feeds inputs to the machine, performs its actions |
+//! | [`session`] | every protocol decision: the spec's policy, the online sub-states (statig), the outbox, packet ids, twin requests and their retries, request ids, one timer table |
+//! | `driver` | the thin tokio loop: one input per turn, the clock, the IO seam that performs the session's outputs |
 //! | `hub` | the task that owns rumqttc's event loop; after an error it waits for the next connect command |
-//! | [`dps`] | DPS register and poll over MQTT or HTTPS, honouring `retry-after` through the spec |
+//! | [`dps`] | DPS register and poll over MQTT or HTTPS; each answer becomes the spec's wire signal |
 //! | [`auth`] | SAS tokens and group-key derivation (hmac + sha2) |
 //! | [`tls`] | rustls configurations with the ring provider, X.509 identities |
-//! | [`outbox`] | the bounded telemetry outbox that owns redelivery |
+//! | `journal` | the optional on-disk outbox journal (IO only) |
 //! | [`store`] | the assignment cache: [`Store`], [`FileStore`] (atomic, 0600), [`MemoryStore`] |
 //! | [`wire`] | topics, property bags, DPS and twin payloads; bad input becomes a typed error |
 //! | [`status`], [`api`], [`error`] | what the application sees |
 //!
-//! # The machine refines the spec
+//! # The session refines the spec
 //!
 //! Connection policy (when to back off, retry the same hub, mint a token, or ask DPS) is not
-//! re-implemented: every spec input goes through [`hubswap_spec::step()`] from the spec state
-//! that [`machine::abstraction`] computes, and the machine adopts the result. The client adds
-//! the states the spec does not need (`subscribing → syncing → ready` inside the spec's
-//! `Connected`) and the events that drive them. Tests in `machine/tests` walk every guarantee
-//! and check each step against `spec::step`.
+//! re-implemented: the [`session::Session`] holds a [`hubswap_spec::State`] and advances it with
+//! [`hubswap_spec::step()`] for every policy input, performing the returned actions. What the
+//! spec does not have (`subscribing → syncing → ready` inside `Connected`) is a small statig
+//! machine in [`session::online`]. The session's tests drive it in virtual time with random IO
+//! (duplicate, late and out-of-order PUBACKs, drops at every point, stale events, late timers)
+//! and check, from its outputs alone, that it does what a reference `spec::step` does and that
+//! no accepted message is lost.
 //!
 //! # Delivery
 //!
 //! Telemetry accepted by [`DeviceClient::send_telemetry`] is delivered at least once (it
 //! carries a `$.mid` for de-duplication) or reported failed when its time-to-live runs out.
-//! rumqttc discards unacknowledged QoS 1 publishes on a new session, so the [`outbox`] keeps
-//! every message until its PUBACK and requeues it whenever the connection goes down: through
-//! reconnects, token renewals, re-provisioning and hub switches.
+//! rumqttc discards unacknowledged QoS 1 publishes on a new session, so the session's outbox
+//! keeps every message until its PUBACK and requeues it whenever the connection goes down:
+//! through reconnects, token renewals, re-provisioning and hub switches.
 //!
 //! # Example
 //!
@@ -74,10 +76,11 @@ pub mod dps;
 mod driver;
 pub mod error;
 mod hub;
-pub mod machine;
-pub mod outbox;
+mod journal;
+pub mod session;
 pub mod status;
 pub mod store;
+mod telemetry;
 pub mod tls;
 pub mod wire;
 
@@ -86,6 +89,6 @@ pub use builder::{DeviceClientBuilder, GLOBAL_DPS_HOST, HubResolver, MAX_MESSAGE
 pub use client::{DeviceClient, component_patch};
 pub use dps::DpsTransport;
 pub use error::{ClientError, ConfigError, SendError};
-pub use outbox::Telemetry;
 pub use status::{ConnectionStatus, Reason, StatusKind};
 pub use store::{FileStore, MemoryStore, Store, StoreError};
+pub use telemetry::Telemetry;

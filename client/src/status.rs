@@ -3,7 +3,7 @@
 use hubswap_spec as spec;
 use spec::{Class, ConnectFailure, Input, Phase, Timer, WireSignal};
 
-use crate::machine::State;
+use crate::session::online;
 
 /// Where the client is, coarsely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,16 +95,19 @@ pub struct ConnectionStatus {
 }
 
 impl ConnectionStatus {
-    /// The status of a client state.
-    pub(crate) fn of(state: &State, reason: Option<Reason>) -> Self {
-        let kind = match state {
-            State::Idle {} => StatusKind::Idle,
-            State::Waiting { .. } => StatusKind::Waiting,
-            State::Registering {} | State::Polling { .. } => StatusKind::Provisioning,
-            State::Connecting { .. } => StatusKind::Connecting,
-            State::Subscribing { .. } | State::Syncing { .. } => StatusKind::Syncing,
-            State::Ready { .. } => StatusKind::Connected,
-            State::Stopped {} => StatusKind::Stopped,
+    /// The status of a session: the spec's phase, refined inside `Connected` by the online
+    /// sub-state.
+    pub(crate) fn of(phase: &Phase, online: &online::State, reason: Option<Reason>) -> Self {
+        let kind = match phase {
+            Phase::Idle => StatusKind::Idle,
+            Phase::Waiting { .. } => StatusKind::Waiting,
+            Phase::Registering | Phase::Polling { .. } => StatusKind::Provisioning,
+            Phase::Connecting { .. } => StatusKind::Connecting,
+            Phase::Connected { .. } if matches!(online, online::State::Ready {}) => {
+                StatusKind::Connected
+            }
+            Phase::Connected { .. } => StatusKind::Syncing,
+            Phase::Stopped => StatusKind::Stopped,
         };
         Self { kind, reason }
     }

@@ -17,7 +17,7 @@
 //!   one at a time and once from `--pipeline` concurrent senders; divided by the messages.
 //!
 //! The mock cloud runs in its own child process (`--serve-mock`) so that neither side's memory
-//! or CPU is counted in the other. The statig machine's step cost is the criterion bench
+//! or CPU is counted in the other. The session's step cost is the criterion bench
 //! `cargo bench -p hubswap-conformance --bench step`; the spec's model checks time themselves in
 //! `cargo test --release -p hubswap-spec -- --nocapture`.
 //!
@@ -478,7 +478,7 @@ fn print_tables(single: &SingleResult, fleets: &[FleetResult], payload: usize) {
     );
     println!();
     println!(
-        "note: the statig machine's step cost: `cargo bench -p hubswap-conformance --bench step` (criterion)"
+        "note: the session's step cost: `cargo bench -p hubswap-conformance --bench step` (criterion)"
     );
     println!(
         "note: the spec's model checks time themselves: `cargo test --release -p hubswap-spec -- --nocapture`"

@@ -1,4 +1,4 @@
-//! The cost of one step: `spec::step` alone, and the client's statig machine around it.
+//! The cost of one step: `spec::step` alone, and the client's session around it.
 //!
 //! `cargo bench -p hubswap-conformance --bench step`
 #![allow(missing_docs, reason = "criterion generates the entry point")]
@@ -6,9 +6,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hubswap_client::machine::{Event, Machine};
+use hubswap_client::session::{Event, HubEvent, Session, SessionConfig};
 use hubswap_spec::{
-    Assignment, Command, Config, Draw, Env, Input, Millis, State, WireSignal, step,
+    Assignment, Command, Config, Draw, Env, Input, Millis, State, Timer, WireSignal, step,
 };
 
 fn assignment() -> Assignment {
@@ -23,7 +23,7 @@ fn cycle() -> Vec<Input> {
     vec![
         Input::Signal(WireSignal::ConnAck(0)),
         Input::Signal(WireSignal::ConnectionLost),
-        Input::TimerFired(hubswap_spec::Timer::Wake),
+        Input::TimerFired(Timer::Wake),
     ]
 }
 
@@ -59,29 +59,46 @@ fn bench(c: &mut Criterion) {
         });
     });
     c.bench_function(
-        "client machine handle (connect/drop cycle, per step)",
+        "client session (connect/drop cycle, per event, outputs drained)",
         |b| {
-            let mut m = Machine::new(cfg.clone(), Some(assignment()));
-            m.handle(
-                &Event::command(Command::Start),
-                Env {
-                    now: Millis(0),
-                    draw: Draw(1),
-                },
-            );
-            let inputs: Vec<Event> = cycle().into_iter().map(Event::Spec).collect();
+            let mut s = Session::new(SessionConfig {
+                spec: cfg.clone(),
+                window: 16,
+                default_ttl: None,
+                seed: 7,
+                cache: Some(assignment()),
+                restored: Vec::new(),
+            });
+            s.handle_event(Millis(0), Event::Command(Command::Start));
+            let mut generation = 0;
             let mut now = 0u64;
             let mut i = 0usize;
             b.iter(|| {
                 now += 60_000;
-                let actions = m.handle(
-                    &inputs[i % inputs.len()],
-                    Env {
-                        now: Millis(now),
-                        draw: Draw(7),
-                    },
-                );
-                black_box(actions);
+                let now = Millis(now);
+                match i % 3 {
+                    0 => s.handle_event(
+                        now,
+                        Event::Hub {
+                            generation,
+                            event: HubEvent::ConnAck(0),
+                        },
+                    ),
+                    1 => s.handle_event(
+                        now,
+                        Event::Hub {
+                            generation,
+                            event: HubEvent::Lost,
+                        },
+                    ),
+                    _ => s.handle_timeout(now),
+                }
+                while let Some(o) = s.poll_action() {
+                    if let hubswap_client::session::Output::Connect { generation: g, .. } = &o {
+                        generation = *g;
+                    }
+                    black_box(o);
+                }
                 i += 1;
             });
         },

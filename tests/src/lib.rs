@@ -8,17 +8,16 @@
 //! | [`e2e`] | fault scenarios end to end: real clients, real mock cloud, loopback sockets |
 //! | [`drill`] | the fleet failover drill: a fleet of clients, an IoT Central story, a recovery report |
 //! | [`device`] | the device under test: a command with placeholders, run as a process group |
-//! | [`refinement`] | the client's statig machine against `spec::step` under random, adversarial input sequences |
 //! | [`runner`] | grades a device program: mock cloud, scenarios, report |
 //! | [`report`] | the per-guarantee report: terminal, JSON, JUnit XML |
 //! | [`sim`] | the fleet simulator: the spec's policy (and emulations of others) for up to 1M devices in virtual time |
 //!
-//! The randomised refinement suite runs with `cargo test -p hubswap-conformance --test refinement`.
+//! The client session's randomised refinement check against `spec::step` lives with the session
+//! (`client/src/session/tests/random.rs`), where it can drive the session without sockets.
 
 pub mod device;
 pub mod drill;
 pub mod e2e;
-pub mod refinement;
 pub mod report;
 pub mod runner;
 pub mod sim;

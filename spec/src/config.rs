@@ -2,6 +2,9 @@
 
 use core::time::Duration;
 
+mod table;
+pub use table::render_table;
+
 /// A backoff profile: full jitter between `floor` and a ceiling that doubles per attempt.
 ///
 /// The delay for attempt `n` lies in `[floor, min(cap, floor + initial * 2^n)]`
@@ -42,7 +45,7 @@ pub struct Config {
     /// G5: the profile for transient failures (default 1 s to 120 s).
     pub fast: Profile,
     /// G4: the profile while DPS reports the device blocked (default floor 10 min, initial 20 min, cap 1 h).
-    /// Its floor is `blocked_min_delay`: no two attempts come closer while blocked.
+    /// Its floor is the least time between two attempts while blocked (G4).
     pub slow: Profile,
     /// G7: no two attempt starts come closer than this.
     pub min_attempt_spacing: Duration,

@@ -7,6 +7,7 @@
 //! | --- | --- |
 //! | [`e2e`] | fault scenarios end to end: real clients, real mock cloud, loopback sockets |
 //! | [`drill`] | the fleet failover drill: a fleet of clients, an IoT Central story, a recovery report |
+//! | [`presence`] | who is connected where, from the mock cloud's log |
 //! | [`device`] | the device under test: a command with placeholders, run as a process group |
 //! | [`runner`] | grades a device program: mock cloud, scenarios, report |
 //! | [`report`] | the per-guarantee report: terminal, JSON, JUnit XML |
@@ -18,6 +19,7 @@
 pub mod device;
 pub mod drill;
 pub mod e2e;
+pub mod presence;
 pub mod report;
 pub mod runner;
 pub mod sim;

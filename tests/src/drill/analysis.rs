@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::fleet::{FleetStats, mids_in};
 use super::story::{PhaseRun, accepted_hub};
+use crate::presence::Presence;
 
 /// Seconds from `a` to `b` on the cloud's clock.
 pub fn secs_between(a: Millis, b: Millis) -> f64 {
@@ -149,8 +150,7 @@ pub struct Second {
 
 /// Devices connected per hub and DPS requests per second, second by second.
 pub fn timeline(records: &[LogRecord], hubs: &[String]) -> Vec<Second> {
-    let mut on: HashMap<String, String> = HashMap::new();
-    let mut per_hub: BTreeMap<String, usize> = hubs.iter().map(|h| (h.clone(), 0)).collect();
+    let mut presence = Presence::default();
     let mut out: Vec<Second> = Vec::new();
     for r in records {
         let t = r.at.0 / 1000;
@@ -158,37 +158,18 @@ pub fn timeline(records: &[LogRecord], hubs: &[String]) -> Vec<Second> {
             let next = out.last().map_or(0, |s| s.t + 1);
             out.push(Second {
                 t: next,
-                connected: per_hub.clone(),
+                connected: presence.per_hub(hubs),
                 ..Second::default()
             });
         }
-        let d = r.device.clone().unwrap_or_default();
         let Some(s) = out.last_mut() else { continue };
+        presence.see(r);
         match &r.event {
-            Event::ConnAck {
-                endpoint: Endpoint::Hub(h),
-                code: 0,
-                ..
-            } => {
-                if let Some(old) = on.insert(d, h.clone()) {
-                    per_hub.entry(old).and_modify(|n| *n = n.saturating_sub(1));
-                }
-                *per_hub.entry(h.clone()).or_insert(0) += 1;
-            }
-            Event::Disconnected {
-                endpoint: Endpoint::Hub(_),
-                established: true,
-                ..
-            } => {
-                if let Some(old) = on.remove(&d) {
-                    per_hub.entry(old).and_modify(|n| *n = n.saturating_sub(1));
-                }
-            }
             Event::DpsRequest { .. } => s.dps_requests += 1,
             Event::DpsResponse { status: 429, .. } => s.dps_429 += 1,
             _ => {}
         }
-        s.connected.clone_from(&per_hub);
+        s.connected = presence.per_hub(hubs);
     }
     out
 }

@@ -2,57 +2,20 @@
 //! flight. An indicatif spinner line on a terminal; a plain line every few seconds otherwise
 //! (CI logs, pipes), so nothing depends on a terminal.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::IsTerminal as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hubswap_client::{DeviceClient, StatusKind};
-use hubswap_mock_cloud::log::Endpoint;
-use hubswap_mock_cloud::{Event, LogRecord, MockCloud};
+use hubswap_mock_cloud::MockCloud;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
 use super::fleet::{Counters, Fleet};
-
-/// Who is connected where, from the cloud's log.
-#[derive(Debug, Default)]
-struct Where {
-    on: HashMap<String, String>,
-}
-
-impl Where {
-    fn see(&mut self, r: &LogRecord) {
-        let Some(d) = &r.device else { return };
-        match &r.event {
-            Event::ConnAck {
-                endpoint: Endpoint::Hub(h),
-                code: 0,
-                ..
-            } => {
-                self.on.insert(d.clone(), h.clone());
-            }
-            Event::Disconnected {
-                endpoint: Endpoint::Hub(_),
-                established: true,
-                ..
-            } => {
-                self.on.remove(d);
-            }
-            _ => {}
-        }
-    }
-
-    fn per_hub(&self) -> BTreeMap<String, usize> {
-        let mut m = BTreeMap::new();
-        for h in self.on.values() {
-            *m.entry(h.clone()).or_insert(0) += 1;
-        }
-        m
-    }
-}
+use crate::presence::Presence;
 
 /// The live display; [`Progress::finish`] ends it.
 pub struct Progress {
@@ -72,7 +35,7 @@ impl Progress {
     pub fn start(cloud: &MockCloud, fleet: &Fleet, plain: bool) -> Self {
         let phase = Arc::new(Mutex::new(String::from("starting")));
         let hubs: Vec<String> = cloud.hub_hosts();
-        let seen = Arc::new(Mutex::new(Where::default()));
+        let seen = Arc::new(Mutex::new(Presence::default()));
         let mut sub = cloud.log().subscribe();
         let follower = {
             let seen = Arc::clone(&seen);
@@ -153,7 +116,7 @@ struct View {
     clients: Vec<DeviceClient>,
     counters: Arc<Counters>,
     hubs: Vec<String>,
-    seen: Arc<Mutex<Where>>,
+    seen: Arc<Mutex<Presence>>,
     phase: Arc<Mutex<String>>,
 }
 
@@ -168,7 +131,7 @@ impl View {
             .seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .per_hub();
+            .per_hub(&self.hubs);
         let hubs: Vec<String> = self
             .hubs
             .iter()

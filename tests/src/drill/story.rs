@@ -9,7 +9,6 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use hubswap_mock_cloud::fault::{Block, DeviceArg, DpsError, Failback, Failover};
-use hubswap_mock_cloud::log::Endpoint;
 use hubswap_mock_cloud::{Event, Fault, LogRecord, MockCloud};
 use hubswap_spec::Millis;
 use serde::Serialize;
@@ -40,17 +39,7 @@ pub struct PhaseRun {
     pub complete: bool,
 }
 
-/// The hub a record's CONNACK 0 came from, if it is one.
-pub fn accepted_hub(r: &LogRecord) -> Option<&str> {
-    match &r.event {
-        Event::ConnAck {
-            endpoint: Endpoint::Hub(hub),
-            code: 0,
-            ..
-        } => Some(hub.as_str()),
-        _ => None,
-    }
-}
+pub use crate::presence::accepted_hub;
 
 fn matches(r: &LogRecord, after: u64, hub: Option<&str>) -> Option<String> {
     let got = accepted_hub(r)?;

@@ -67,17 +67,9 @@ pub(crate) async fn start(layout: &Layout) -> Result<MockCloud, RunError> {
 
 /// The hub a record's CONNACK 0 came from, if it is one for `device`.
 pub(crate) fn accepted_on(r: &LogRecord, device: &str) -> Option<String> {
-    match (&r.device, &r.event) {
-        (
-            Some(d),
-            Event::ConnAck {
-                endpoint: hubswap_mock_cloud::log::Endpoint::Hub(hub),
-                code: 0,
-                ..
-            },
-        ) if d == device => Some(hub.clone()),
-        _ => None,
-    }
+    (r.device.as_deref() == Some(device))
+        .then(|| crate::presence::accepted_hub(r).map(str::to_owned))
+        .flatten()
 }
 
 /// Waits for `device` to be accepted by a hub after log sequence number `after`.

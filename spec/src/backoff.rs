@@ -71,8 +71,8 @@ pub fn backoff(
     }
 }
 
-/// [`backoff`] with a seeded mutant (SPEC §7.3); only with the `mutants` feature.
-#[cfg(feature = "mutants")]
+/// [`backoff`] with a seeded mutant (SPEC §7.3); only with the `verification` feature.
+#[cfg(feature = "verification")]
 pub fn backoff_mutated(
     attempt: u32,
     profile: &Profile,

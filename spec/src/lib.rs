@@ -23,9 +23,9 @@
 //! | [`mod@backoff`] | §4 | the pure backoff function and its bounds |
 //! | [`guarantee`] | §5 | G1–G10 |
 //! | [`invariants`] | §6 | state invariants |
-//! | `model`, `promela` (feature `mutants`) | §7 | the finite instance, its checks and ghosts, the SPIN export |
+//! | `model`, `promela` (feature `verification`) | §7 | the finite instance, its checks and ghosts, the SPIN export |
 //! | [`trace`] | §8 | [`validate_trace`]: grading a recorded run from the cloud's side |
-//! | `mutation` (feature `mutants`) | §7.3 | seeded mutants that the checks must reject |
+//! | `mutation` (feature `verification`) | §7.3 | seeded mutants that the checks must reject |
 //!
 //! # Driving the spec
 //!
@@ -52,11 +52,11 @@ pub mod config;
 pub mod guarantee;
 pub mod invariants;
 pub mod io;
-#[cfg(feature = "mutants")]
+#[cfg(feature = "verification")]
 pub mod model;
-#[cfg(feature = "mutants")]
+#[cfg(feature = "verification")]
 pub mod mutation;
-#[cfg(feature = "mutants")]
+#[cfg(feature = "verification")]
 pub mod promela;
 pub mod state;
 pub mod step;
@@ -69,7 +69,7 @@ pub use config::{Config, ConfigError, CredentialKind, Profile};
 pub use guarantee::Guarantee;
 pub use invariants::Violation;
 pub use io::{Action, Command, Env, Input};
-#[cfg(feature = "mutants")]
+#[cfg(feature = "verification")]
 pub use mutation::Mutation;
 pub use state::{Assignment, AuthStage, Next, Phase, PhaseKind, State, Timer, Timers, Token};
 pub use step::{Step, step, step_owned};

@@ -1,6 +1,6 @@
 //! Seeded mutants of the spec, used only to prove that the checks can fail (SPEC §7.3).
 //!
-//! This module exists only with the `mutants` feature, which is off by default: the default
+//! This module exists only with the `verification` feature, which is off by default: the default
 //! build of [`crate::step()`] and [`crate::backoff()`] has no mutation branch. The model checks,
 //! the SPIN export and the trace validator's tests turn the feature on (the crate's
 //! dev-dependency on itself) and run `step_mutated` to show that each check rejects a wrong

@@ -14,7 +14,7 @@ use crate::backoff::{RetryAfter, saturation};
 use crate::classify::{Class, classify};
 use crate::config::{Config, CredentialKind, Profile};
 use crate::io::{Action, Command, Env, Input};
-#[cfg(feature = "mutants")]
+#[cfg(feature = "verification")]
 use crate::mutation::Mutation;
 use crate::state::{AuthStage, Next, Phase, State, Timer, Token};
 
@@ -22,15 +22,15 @@ mod dps;
 
 pub use dps::recheck_delay;
 
-/// Whether the seeded mutant `$m` is active. Without the `mutants` feature this is the
+/// Whether the seeded mutant `$m` is active. Without the `verification` feature this is the
 /// literal `false`: the default build has no mutation branch.
-#[cfg(feature = "mutants")]
+#[cfg(feature = "verification")]
 macro_rules! mutant {
     ($cx:expr, $m:ident) => {
         $cx.m == Mutation::$m
     };
 }
-#[cfg(not(feature = "mutants"))]
+#[cfg(not(feature = "verification"))]
 macro_rules! mutant {
     ($cx:expr, $m:ident) => {
         false
@@ -64,7 +64,7 @@ pub fn step_owned(cfg: &Config, state: State, input: &Input, env: Env) -> Step {
         s: state,
         actions: Vec::new(),
         env,
-        #[cfg(feature = "mutants")]
+        #[cfg(feature = "verification")]
         m: Mutation::None,
     };
     cx.handle(input);
@@ -74,8 +74,8 @@ pub fn step_owned(cfg: &Config, state: State, input: &Input, env: Env) -> Step {
     }
 }
 
-/// [`step`] with a seeded mutant (SPEC §7.3); only with the `mutants` feature.
-#[cfg(feature = "mutants")]
+/// [`step`] with a seeded mutant (SPEC §7.3); only with the `verification` feature.
+#[cfg(feature = "verification")]
 pub fn step_mutated(
     cfg: &Config,
     state: &State,
@@ -102,7 +102,7 @@ struct Cx<'a> {
     s: State,
     actions: Vec<Action>,
     env: Env,
-    #[cfg(feature = "mutants")]
+    #[cfg(feature = "verification")]
     m: Mutation,
 }
 
@@ -375,9 +375,9 @@ impl Cx<'_> {
     }
 
     /// [`crate::backoff()`] with the input's draw. The one production path; a seeded mutant
-    /// (feature `mutants`) branches off before it.
+    /// (feature `verification`) branches off before it.
     fn backoff(&self, attempt: u32, p: &Profile, ra: Option<RetryAfter>) -> Duration {
-        #[cfg(feature = "mutants")]
+        #[cfg(feature = "verification")]
         if self.m != Mutation::None {
             let never_grows = self.m == Mutation::FastBackoffNeverGrows && *p == self.cfg.fast;
             let attempt = if never_grows { 0 } else { attempt };

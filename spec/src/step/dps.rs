@@ -6,7 +6,7 @@ use core::time::Duration;
 use super::{Cx, mutant};
 use crate::backoff::{Draw, RetryAfter, ceiling, saturation};
 use crate::classify::Class;
-#[cfg(feature = "mutants")]
+#[cfg(feature = "verification")]
 use crate::mutation::Mutation;
 use crate::state::{AuthStage, Next, Phase};
 

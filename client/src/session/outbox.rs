@@ -123,6 +123,9 @@ impl Outbox {
 
     /// Settles every queued (not in-flight) message whose deadline is at or before `now`.
     pub(crate) fn expire(&mut self, now: Millis) -> Vec<Settled> {
+        if self.next_deadline().is_none_or(|d| d > now) {
+            return Vec::new();
+        }
         let (gone, keep): (VecDeque<_>, VecDeque<_>) = self
             .queue
             .drain(..)

@@ -11,8 +11,8 @@
 
 use hubswap_spec::ConnectFailure;
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, MqttState,
-    Outgoing, Packet, StateError, SubscribeReasonCode,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
+    Packet, StateError, SubscribeReasonCode,
 };
 use tokio::sync::mpsc;
 
@@ -108,14 +108,16 @@ impl HubLink {
 }
 
 /// Forgets everything rumqttc kept of the previous connection: requests still in its channel,
-/// its pending list, and its protocol state. The state matters most: rumqttc buffers the events
-/// of a failed write (`Outgoing::Publish` is queued before the write that fails) and would yield
-/// them after the next CONNACK, as if the new connection had sent them, which would pair the
-/// driver's packet ids with the wrong messages.
+/// its pending list, and the events and collision its protocol state still holds. The events
+/// matter most: rumqttc queues the event of a publish before the write that fails, and would
+/// yield it after the next CONNACK as if the new connection had sent it, which would pair the
+/// session's packet ids with the wrong messages. (The state is cleared, not replaced, so that a
+/// reconnect allocates nothing.)
 fn reset(el: &mut EventLoop) {
     el.clean();
     el.pending.clear();
-    el.state = MqttState::new(el.mqtt_options.inflight(), el.mqtt_options.manual_acks());
+    el.state.events.clear();
+    el.state.collision = None;
 }
 
 async fn run(
@@ -180,7 +182,6 @@ fn apply(el: &mut EventLoop, cmd: HubCmd) -> Option<(u64, bool)> {
             options,
         } => {
             el.mqtt_options = *options;
-            reset(el);
             Some((generation, false))
         }
         HubCmd::Close { .. } => None,

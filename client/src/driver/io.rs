@@ -19,6 +19,11 @@ use crate::session::{Inbound, Output, Qos, TwinResult};
 use crate::status::ConnectionStatus;
 use crate::wire::hub as topics;
 
+/// rumqttc's in-flight limit: the outbox window plus room for twin requests and command answers.
+fn inflight(s: &Settings) -> u16 {
+    u16::try_from(s.outbox_window + 8).unwrap_or(u16::MAX)
+}
+
 /// An application call waiting for the session's answer.
 pub(super) enum Caller {
     Telemetry {
@@ -62,7 +67,10 @@ impl Io {
         status: watch::Sender<ConnectionStatus>,
         epoch_unix_ms: u64,
     ) -> (Self, Receivers) {
-        let seed_opts = MqttOptions::new(s.registration_id.clone(), "localhost", 8883);
+        let mut seed_opts = MqttOptions::new(s.registration_id.clone(), "localhost", 8883);
+        // rumqttc sizes its packet-id table from the options it starts with; every connection
+        // uses the same in-flight limit (see `options`).
+        seed_opts.set_inflight(inflight(&s));
         let cap = s.outbox_window * 2 + 32;
         let (hub, hub_rx) = HubLink::spawn(seed_opts, cap, s.spec.attempt_timeout.as_secs() + 1);
         let (dps_tx, dps_rx) = mpsc::unbounded_channel();
@@ -267,7 +275,7 @@ impl Io {
         o.set_clean_session(false);
         o.set_keep_alive(self.s.keep_alive);
         o.set_max_packet_size(MAX_MESSAGE + 16 * 1024, MAX_MESSAGE + 16 * 1024);
-        o.set_inflight(u16::try_from(self.s.outbox_window + 8).unwrap_or(u16::MAX));
+        o.set_inflight(inflight(&self.s));
         o.set_transport(Transport::Tls(TlsConfiguration::Rustls(
             self.s.hub_tls.clone(),
         )));

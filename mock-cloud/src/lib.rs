@@ -53,7 +53,7 @@
 //! # Layouts
 //!
 //! - [`CloudConfig::for_tests`]: every listener on `127.0.0.1:0`, hub host names
-//!   `hub-{i}.localhost`; [`MockCloud::hub_addr`] resolves a host to its address.
+//!   `hub-{i}.localhost`; [`CloudHandle::hub_addr`] resolves a host to its address.
 //! - [`CloudConfig::sdk_layout`]: DPS on one loopback IP (MQTT 8883, HTTPS 443), each hub on
 //!   the next IPs on port 8883, `assignedHub` = the bare IP — what the Python and Node SDKs
 //!   accept unmodified.
@@ -77,19 +77,23 @@ mod dps;
 mod error;
 mod events;
 pub mod fault;
+mod handle;
 pub mod log;
 mod mqtt;
+mod overlay;
 mod persist;
 mod registry;
 pub mod sas;
 pub mod scenario;
+mod shared;
 pub mod tls;
 
 pub use admin::client::AdminClient;
-pub use cloud::{CloudInfo, Enrollments, GroupKey, HubInfo, MockCloud};
+pub use cloud::MockCloud;
 pub use config::{CloudConfig, DpsConfig, GroupSeed, HubConfig, Timeouts};
 pub use error::Error;
 pub use fault::{ActiveFault, Fault, FaultId, FaultOptions};
+pub use handle::{CloudHandle, CloudInfo, Enrollments, GroupKey, HubInfo};
 pub use log::{Event, LogRecord, ObservationLog};
 pub use registry::{
     Device, DeviceAuth, DeviceInfo, EnrollmentGroup, GroupAttestation, HubIdentity, HubStatus,

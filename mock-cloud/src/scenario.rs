@@ -43,7 +43,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::fault::{Fault, FaultId, duration};
-use crate::{AdminClient, Error, MockCloud};
+use crate::{AdminClient, CloudHandle, Error, MockCloud};
 
 /// A parsed scenario.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,7 +249,7 @@ impl Target for MockCloud {
     }
 
     async fn apply(&self, fault: Fault) -> Result<FaultId, Error> {
-        Self::apply(self, fault).await
+        CloudHandle::apply(self, fault).await
     }
 }
 

@@ -1,7 +1,7 @@
 //! Faults: the cloud misbehaving on purpose, the way the real one does (spec/PROTOCOL.md §5, §6).
 //!
 //! One type, [`Fault`], describes every fault with its parameters. The same value is applied
-//! from all four places: the Rust API ([`crate::MockCloud::apply`]), the admin API
+//! from all four places: the Rust API ([`crate::CloudHandle::apply`]), the admin API
 //! (`POST /api/faults`, the JSON form below), the CLI (`hubswap-mock-cloud fault <action>
 //! --flags`, derived from the same structs) and scenario files (`[[step]]` tables, see
 //! [`crate::scenario`]). In JSON and TOML a fault is a table tagged by `action`:
@@ -40,14 +40,10 @@
 //! | `network` `blackhole` | a device: after CONNECT nothing is answered (logged `hub_refused`, `dps_dropped`); a hub: as `hub-down blackhole` | `for` |
 //! | `inject` (and telemetry with `AzIoTHub_FaultOperationType`) | no PUBACK for the trigger; after `delay`: `KillTcp` RST, `ShutDownMqtt` TLS close_notify + FIN, `Invoke*` drop; reconnects succeed | `options --inject-puback true`; `--inject-strict true` refuses reconnects for `duration` (CONNACK 3 throttling/quota, 5 auth) |
 
-mod apply;
 mod devices;
 pub mod duration;
 mod errors;
-mod failover;
 mod options;
-pub(crate) mod state;
-mod throttle;
 
 use std::time::Duration;
 

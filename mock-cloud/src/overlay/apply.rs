@@ -440,7 +440,7 @@ fn stays_active(fault: &Fault) -> bool {
             matches!(
                 n.mode,
                 NetworkMode::Delay | NetworkMode::HoldConnack | NetworkMode::Blackhole
-            ) || n.duration.is_some()
+            ) || n.lifetime.duration.is_some()
                 || n.count.is_some()
         }
         Fault::Failback(_)

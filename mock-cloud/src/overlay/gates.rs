@@ -114,7 +114,7 @@ impl Overlay {
                 Some((CloseHow::Drop, "internal error (hub-error drop)".to_owned()))
             }
             Edge::Network(n)
-                if n.duration.is_some() && network_hits(n, Some(hub), Some(device)) =>
+                if n.lifetime.duration.is_some() && network_hits(n, Some(hub), Some(device)) =>
             {
                 match n.mode {
                     NetworkMode::Drop => Some((CloseHow::Drop, "network drop".to_owned())),

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use hubswap_mock_cloud::fault::{Block, DeviceArg, DpsError, Failback, Failover};
+use hubswap_mock_cloud::fault::{Block, DeviceArg, DpsError, Failback, Failover, Lifetime};
 use hubswap_mock_cloud::log::Endpoint;
 use hubswap_mock_cloud::{Event, Fault, LogRecord, MockCloud};
 use hubswap_spec::Millis;
@@ -228,7 +228,7 @@ async fn block(cx: &Ctx<'_>) -> Result<(PhaseRun, String), DrillError> {
         cx.cloud,
         Fault::Block(Block {
             device: blocked.clone(),
-            duration: None,
+            lifetime: Lifetime::default(),
         }),
     )
     .await?;

@@ -15,9 +15,9 @@ use hubswap_spec::Millis;
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::args::{DrillArgs, DrillError};
 use super::fleet::Fleet;
 use super::progress::Progress;
-use super::{DrillArgs, DrillError};
 
 /// One phase as it was played.
 #[derive(Debug, Clone, Serialize)]

@@ -259,11 +259,6 @@ impl MockCloud {
         })
     }
 
-    /// A handle on the control API that outlives this borrow (it stops working at shutdown).
-    pub fn handle(&self) -> CloudHandle {
-        self.handle.clone()
-    }
-
     /// Stops every listener, closes every connection, saves state, and waits (up to 5 s).
     pub async fn shutdown(self) {
         self.shared.shutdown.cancel();

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::Error;
 use crate::log::{Endpoint, Event, LogRecord};
-use crate::registry::Core;
+use crate::shared::Shared;
 
 /// A running event stream.
 #[derive(Debug)]
@@ -84,11 +84,11 @@ fn router_config() -> RouterConfig {
 /// Attaching the publisher's local link to a freshly spawned rumqttd router fails now and then
 /// under load (the router drops the link before acknowledging it: "Channel recv error"); the
 /// whole broker is then started again, up to three times.
-pub(crate) async fn start(core: Arc<Core>, listen: SocketAddr) -> Result<EventStream, Error> {
+pub(crate) async fn start(shared: Arc<Shared>, listen: SocketAddr) -> Result<EventStream, Error> {
     let mut tries = 0;
     loop {
         tries += 1;
-        match start_once(Arc::clone(&core), listen).await {
+        match start_once(Arc::clone(&shared), listen).await {
             Err(Error::Config(e)) if tries < 3 && e.starts_with(LINK_ERROR) => {
                 tracing::warn!(error = %e, tries, "event broker link failed; starting the broker again");
             }
@@ -99,7 +99,7 @@ pub(crate) async fn start(core: Arc<Core>, listen: SocketAddr) -> Result<EventSt
 
 const LINK_ERROR: &str = "event broker link: ";
 
-async fn start_once(core: Arc<Core>, listen: SocketAddr) -> Result<EventStream, Error> {
+async fn start_once(shared: Arc<Shared>, listen: SocketAddr) -> Result<EventStream, Error> {
     if listen.port() != 0 {
         // rumqttd only logs a failed bind: find out first, and name the flag.
         drop(StdListener::bind(listen).map_err(|e| bind_error(listen, e))?);
@@ -150,21 +150,21 @@ async fn start_once(core: Arc<Core>, listen: SocketAddr) -> Result<EventStream, 
     };
     let drain = tokio::spawn(async move { while let Ok(Some(_)) = link_rx.next().await {} });
     let publisher = tokio::spawn(async move {
-        let mut rx = core.log.subscribe();
-        let mut next = core.log.next_seq();
+        let mut rx = shared.log.subscribe();
+        let mut next = shared.log.next_seq();
         loop {
             let batch = tokio::select! {
-                () = core.shutdown.cancelled() => return,
+                () = shared.shutdown.cancelled() => return,
                 r = rx.recv() => match r {
                     Ok(r) if r.seq >= next => vec![r],
                     Ok(_) => Vec::new(),
-                    Err(RecvError::Lagged(_)) => core.log.since(next),
+                    Err(RecvError::Lagged(_)) => shared.log.since(next),
                     Err(RecvError::Closed) => return,
                 },
             };
             for record in batch {
                 next = record.seq + 1;
-                if let Some((topic, payload)) = render(&record, &core.clock.utc_string())
+                if let Some((topic, payload)) = render(&record, &shared.clock.utc_string())
                     && let Err(e) = link_tx.try_publish(topic, payload.to_string())
                 {
                     tracing::warn!(error = %e, "event broker full; event dropped");

@@ -2,16 +2,14 @@
 //! devices and twins, so a restarted cloud knows its devices), `cloud.json` (addresses and keys
 //! for scripts) and `observations.jsonl` (the log).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use crate::Error;
-use crate::cloud::Inner;
 use crate::config::CloudConfig;
-use crate::registry::{Core, Device, EnrollmentGroup, HubStatus, IndividualEnrollment};
+use crate::registry::{Device, EnrollmentGroup, HubStatus, IndividualEnrollment, Registry};
+use crate::{CloudHandle, Error};
 
 /// What `state.json` holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,9 +40,9 @@ pub(crate) fn load(dir: &Path) -> Result<Option<Saved>, Error> {
 }
 
 /// Fills the registry from saved state and the config's hubs and group seeds.
-pub(crate) fn restore(core: &Core, config: &CloudConfig, saved: Option<Saved>) {
+pub(crate) fn restore(registry: &Registry, config: &CloudConfig, saved: Option<Saved>) {
     {
-        let mut state = core.lock();
+        let mut state = registry.lock();
         state.hubs = config
             .hubs
             .iter()
@@ -72,36 +70,31 @@ pub(crate) fn restore(core: &Core, config: &CloudConfig, saved: Option<Saved>) {
         }
     }
     for seed in &config.groups {
-        if !core.lock().groups.contains_key(&seed.id) {
-            core.add_symmetric_group(&seed.id, seed.primary_key.clone(), None);
+        if !registry.lock().groups.contains_key(&seed.id) {
+            registry.add_symmetric_group(&seed.id, seed.primary_key.clone(), None);
         }
     }
 }
 
-/// Writes `state.json`.
-pub(crate) fn save(inner: &Inner) -> Result<(), Error> {
-    let saved = {
-        let state = inner.core.lock();
-        Saved {
-            id_scope: inner.core.id_scope.clone(),
-            ca_cert_pem: inner.ca.cert_pem().to_owned(),
-            ca_key_pem: inner.ca.key_pem().to_owned(),
-            groups: state.groups.values().cloned().collect(),
-            individuals: state.individuals.values().cloned().collect(),
-            devices: state.devices.values().cloned().collect(),
-        }
+/// Writes `state.json` into `dir`.
+pub(crate) fn save(cloud: &CloudHandle, dir: &Path) -> Result<(), Error> {
+    let enrollments = cloud.enrollments();
+    let saved = Saved {
+        id_scope: cloud.id_scope().to_owned(),
+        ca_cert_pem: cloud.ca().cert_pem().to_owned(),
+        ca_key_pem: cloud.ca().key_pem().to_owned(),
+        groups: enrollments.groups,
+        individuals: enrollments.individuals,
+        devices: cloud.devices().into_iter().map(|d| d.device).collect(),
     };
-    write_file(
-        &inner.data_dir.join("state.json"),
-        &serde_json::to_vec_pretty(&saved)?,
-    )
+    write_file(&dir.join("state.json"), &serde_json::to_vec_pretty(&saved)?)
 }
 
-/// Writes `cloud.json`.
-pub(crate) fn write_cloud_json(inner: &Inner) -> Result<(), Error> {
+/// Writes `cloud.json` into `dir`.
+pub(crate) fn write_cloud_json(cloud: &CloudHandle, dir: &Path) -> Result<(), Error> {
     write_file(
-        &inner.data_dir.join("cloud.json"),
-        &serde_json::to_vec_pretty(&inner.info())?,
+        &dir.join("cloud.json"),
+        &serde_json::to_vec_pretty(&cloud.info())?,
     )
 }
 
@@ -112,16 +105,16 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     std::fs::rename(&tmp, path).map_err(file_err(path))
 }
 
-/// Saves the state after every change until shutdown.
-pub(crate) fn spawn_saver(inner: Arc<Inner>) -> JoinHandle<()> {
+/// Saves the state into `dir` after every change until shutdown.
+pub(crate) fn spawn_saver(cloud: CloudHandle, dir: PathBuf) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let shutdown = inner.core.shutdown.clone();
+        let shutdown = cloud.shutdown_token().clone();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = inner.core.changed.notified() => {}
+                () = cloud.changed() => {}
             }
-            let result = save(&inner).and_then(|()| write_cloud_json(&inner));
+            let result = save(&cloud, &dir).and_then(|()| write_cloud_json(&cloud, &dir));
             if let Err(e) = result {
                 tracing::error!(error = %e, "could not save state");
             }

@@ -43,7 +43,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::fault::{Fault, FaultId, duration};
-use crate::{AdminClient, Error, MockCloud};
+use crate::{AdminClient, CloudHandle, Error, MockCloud};
 
 /// A parsed scenario.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,24 +171,30 @@ impl Fault {
         };
         match self {
             Self::Failover(f) => s(&mut f.ttl),
-            Self::HubDown(f) => s(&mut f.duration),
-            Self::Disable(f) | Self::Enable(f) => s(&mut f.duration),
-            Self::Block(f) => s(&mut f.duration),
-            Self::DpsError(f) => s(&mut f.duration),
-            Self::HubError(f) => s(&mut f.duration),
+            Self::HubDown(f) => s(&mut f.lifetime.duration),
+            Self::Disable(f) | Self::Enable(f) => s(&mut f.lifetime.duration),
+            Self::Block(f) => s(&mut f.lifetime.duration),
+            Self::DpsError(f) => s(&mut f.lifetime.duration),
+            Self::HubError(f) => s(&mut f.lifetime.duration),
             Self::Throttle(f) => {
-                s(&mut f.duration);
+                s(&mut f.lifetime.duration);
                 s(&mut f.poll_window);
             }
             Self::Network(f) => {
-                s(&mut f.duration);
+                s(&mut f.lifetime.duration);
                 s(&mut f.delay);
             }
             Self::Inject(f) => {
                 s(&mut f.delay);
                 s(&mut f.duration);
             }
-            _ => {}
+            Self::Failback(_)
+            | Self::HubRestore(_)
+            | Self::ExpireToken(_)
+            | Self::ClockOffset(_)
+            | Self::Unblock(_)
+            | Self::Options(_)
+            | Self::Clear(_) => {}
         }
     }
 
@@ -224,7 +230,15 @@ impl Fault {
             Self::Disable(f) | Self::Enable(f) => opt(&mut f.hub),
             Self::HubError(f) => resolve(&mut f.hub),
             Self::Network(f) => opt(&mut f.hub),
-            _ => {}
+            Self::ExpireToken(_)
+            | Self::ClockOffset(_)
+            | Self::Block(_)
+            | Self::Unblock(_)
+            | Self::DpsError(_)
+            | Self::Throttle(_)
+            | Self::Inject(_)
+            | Self::Options(_)
+            | Self::Clear(_) => {}
         }
     }
 }
@@ -249,7 +263,7 @@ impl Target for MockCloud {
     }
 
     async fn apply(&self, fault: Fault) -> Result<FaultId, Error> {
-        Self::apply(self, fault).await
+        CloudHandle::apply(self, fault).await
     }
 }
 

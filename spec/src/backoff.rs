@@ -43,6 +43,14 @@ pub fn ceiling(attempt: u32, profile: &Profile) -> Duration {
     Duration::from_millis(ms(profile.floor).saturating_add(width)).min(profile.cap)
 }
 
+/// The gate after round `round`: equal jitter, `c / 2 + draw * c / 2` with
+/// `c = ceiling(round, recheck)`, so its lower bound doubles each round (SPEC §4.2).
+pub fn recheck_delay(round: u32, recheck: &Profile, draw: Draw) -> Duration {
+    let c = ceiling(round, recheck);
+    let half = c / 2;
+    half + draw.scale(c.saturating_sub(half))
+}
+
 /// The attempt number after which the ceiling no longer grows; counters saturate here.
 pub fn saturation(profile: &Profile) -> u32 {
     (0..64)

@@ -2,8 +2,7 @@
 
 use core::time::Duration;
 
-mod table;
-pub use table::render_table;
+pub mod table;
 
 /// A backoff profile: full jitter between `floor` and a ceiling that doubles per attempt.
 ///

@@ -27,8 +27,9 @@ use crate::time::Millis;
 use crate::trace::{Monitor, Observed, TraceCheck};
 
 mod checks;
+mod ghost;
 
-pub use checks::Ghost;
+pub use ghost::Ghost;
 
 /// The parameters of the finite instance.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use crate::state::{AuthStage, Next, Phase, State, Timer, Token};
 
 mod dps;
 
-pub use dps::recheck_delay;
+pub use crate::backoff::recheck_delay;
 
 /// Whether the seeded mutant `$m` is active. Without the `verification` feature this is the
 /// literal `false`: the default build has no mutation branch.

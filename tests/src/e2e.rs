@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hubswap_client::{DeviceClient, DpsTransport, SendError, StatusKind, Telemetry, WhenFull};
 use hubswap_mock_cloud::fault::{
     Block, DeviceArg, DeviceOnHub, DpsError, Failback, Failover, Fault, HubDown, HubError,
-    HubErrorMode, Network, NetworkMode, OutageMode, RefuseAt,
+    HubErrorMode, Lifetime, Network, NetworkMode, OutageMode, RefuseAt,
 };
 use hubswap_mock_cloud::{CloudConfig, Event, MockCloud};
 use hubswap_spec::trace::{Observation, Observed};
@@ -219,11 +219,11 @@ fn fault_for(cloud: &MockCloud, fleet: &Fleet, kind: &FaultKind) -> Fault {
         FaultKind::Disable(i) => Fault::Disable(DeviceOnHub {
             device: dev(*i),
             hub: None,
-            duration: Some(HOLD),
+            lifetime: Lifetime::lasting(HOLD),
         }),
         FaultKind::Block(i) => Fault::Block(Block {
             device: dev(*i),
-            duration: Some(HOLD),
+            lifetime: Lifetime::lasting(HOLD),
         }),
         // Reset after CONNECT, so that the cloud knows which device it refused: with several
         // devices a reset at TCP accept cannot be attributed (SPEC §8).
@@ -231,14 +231,14 @@ fn fault_for(cloud: &MockCloud, fleet: &Fleet, kind: &FaultKind) -> Fault {
             hub: hub_of(cloud, *h),
             mode: OutageMode::Refuse,
             refuse_at: RefuseAt::Connect,
-            duration: Some(HOLD),
+            lifetime: Lifetime::lasting(HOLD),
             ..HubDown::default()
         }),
         FaultKind::Connack3(h) => Fault::HubError(HubError {
             hub: hub_of(cloud, *h),
             mode: HubErrorMode::Connack,
             code: Some(3),
-            duration: Some(HOLD),
+            lifetime: Lifetime::lasting(HOLD),
             ..HubError::default()
         }),
     }

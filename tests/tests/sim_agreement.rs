@@ -17,7 +17,7 @@ use hubswap_conformance::drill::story::{accepted_hub, wait_accepted, wait_all_co
 use hubswap_conformance::sim::{
     self, CloudParams, PolicyName, ScenarioName, ScenarioParams, SimReport, SimRequest,
 };
-use hubswap_mock_cloud::fault::{Failover, HubError, HubErrorMode, Throttle};
+use hubswap_mock_cloud::fault::{Failover, HubError, HubErrorMode, Lifetime, Throttle};
 use hubswap_mock_cloud::log::{DpsRequestKind, Endpoint};
 use hubswap_mock_cloud::{CloudConfig, Event, Fault, LogRecord, MockCloud};
 use hubswap_spec::{Config, Profile};
@@ -321,7 +321,7 @@ async fn a_hub_wide_internal_error_agrees_with_the_sockets() {
         hub: hubs[0].clone(),
         mode: HubErrorMode::Connack,
         code: Some(3),
-        duration: Some(OUTAGE),
+        lifetime: Lifetime::lasting(OUTAGE),
         ..HubError::default()
     };
     let (mark, at) = apply(&cloud, Fault::HubError(refuse)).await;

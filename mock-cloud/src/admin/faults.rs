@@ -1,7 +1,5 @@
 //! The admin API's fault routes: apply any [`Fault`], list, clear; register devices for drills.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -12,10 +10,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{S, body, error, ok, reply};
-use crate::cloud::Inner;
+use crate::CloudHandle;
 use crate::fault::{Clear, Fault, FaultId};
 
-pub(super) fn routes() -> Router<Arc<Inner>> {
+pub(super) fn routes() -> Router<CloudHandle> {
     Router::new()
         .route("/api/faults", post(apply).get(list).delete(clear_all))
         .route("/api/faults/{id}", delete(clear_one))
@@ -24,20 +22,18 @@ pub(super) fn routes() -> Router<Arc<Inner>> {
 
 async fn apply(State(s): S, b: Bytes) -> Response {
     match body::<Fault>(&b) {
-        Ok(f) => reply(s.core.apply(f).await.map(|id| json!({"id": id}))),
+        Ok(f) => reply(s.apply(f).await.map(|id| json!({"id": id}))),
         Err(r) => r,
     }
 }
 
 async fn list(State(s): S) -> Response {
-    let state = s.core.lock();
-    ok(json!({"active": state.faults.list(), "options": state.faults.options}))
+    ok(json!({"active": s.faults(), "options": s.fault_options()}))
 }
 
 async fn clear_all(State(s): S) -> Response {
     reply(
-        s.core
-            .apply(Fault::Clear(Clear { id: None }))
+        s.apply(Fault::Clear(Clear { id: None }))
             .await
             .map(|_| json!({"ok": true})),
     )
@@ -48,8 +44,7 @@ async fn clear_one(State(s): S, Path(id): Path<String>) -> Response {
         return error(StatusCode::BAD_REQUEST, "a fault id is a number");
     };
     reply(
-        s.core
-            .apply(Fault::Clear(Clear { id: Some(id) }))
+        s.apply(Fault::Clear(Clear { id: Some(id) }))
             .await
             .map(|_| json!({"ok": true})),
     )
@@ -63,7 +58,7 @@ struct Register {
 
 async fn register(State(s): S, b: Bytes) -> Response {
     match body::<Register>(&b) {
-        Ok(r) => reply(s.core.preregister(&r.id, r.group.as_deref())),
+        Ok(r) => reply(s.register_device(&r.id, r.group.as_deref())),
         Err(r) => r,
     }
 }

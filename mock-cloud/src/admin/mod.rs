@@ -33,7 +33,6 @@
 pub mod client;
 mod faults;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -48,20 +47,19 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::Error;
-use crate::cloud::Inner;
+use crate::{CloudHandle, Error};
 
-pub(crate) type S = State<Arc<Inner>>;
+pub(crate) type S = State<CloudHandle>;
 
 /// Starts the admin API on a bound listener.
 pub(crate) fn spawn(
-    inner: Arc<Inner>,
+    cloud: CloudHandle,
     listener: std::net::TcpListener,
 ) -> Result<JoinHandle<()>, Error> {
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| Error::Config(format!("admin listener: {e}")))?;
-    let shutdown = inner.core.shutdown.clone();
-    let app = router(inner);
+    let shutdown = cloud.shutdown_token().clone();
+    let app = router(cloud);
     Ok(tokio::spawn(async move {
         let serve = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await });
@@ -71,7 +69,7 @@ pub(crate) fn spawn(
     }))
 }
 
-fn router(inner: Arc<Inner>) -> Router {
+fn router(cloud: CloudHandle) -> Router {
     Router::new()
         .route("/api/info", get(info))
         .route("/api/enrollments", get(enrollments))
@@ -98,7 +96,7 @@ fn router(inner: Arc<Inner>) -> Router {
         .method_not_allowed_fallback(|| async {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
-        .with_state(inner)
+        .with_state(cloud)
 }
 
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {
@@ -163,8 +161,8 @@ async fn add_group(State(s): S, b: Bytes) -> Response {
         Err(r) => return r,
     };
     match g.ca_pem {
-        Some(ca) => reply(s.core.add_x509_group(&g.id, &ca)),
-        None => ok(s.core.add_symmetric_group(&g.id, g.primary_key, None)),
+        Some(ca) => reply(s.add_x509_group_with_ca(&g.id, &ca)),
+        None => ok(s.add_symmetric_group(&g.id, g.primary_key.as_deref())),
     }
 }
 
@@ -176,17 +174,17 @@ struct NewIndividual {
 
 async fn add_individual(State(s): S, b: Bytes) -> Response {
     match body::<NewIndividual>(&b) {
-        Ok(e) => ok(s.core.add_individual(&e.registration_id, e.primary_key)),
+        Ok(e) => ok(s.add_individual(&e.registration_id, e.primary_key.as_deref())),
         Err(r) => r,
     }
 }
 
 async fn devices(State(s): S) -> Response {
-    ok(s.core.devices())
+    ok(s.devices())
 }
 
 async fn device(State(s): S, Path(id): Path<String>) -> Response {
-    reply(s.core.device(&id))
+    reply(s.device(&id))
 }
 
 #[derive(Deserialize)]
@@ -198,7 +196,7 @@ struct NewDevice {
 
 async fn create_device(State(s): S, b: Bytes) -> Response {
     match body::<NewDevice>(&b) {
-        Ok(d) => reply(s.core.create_device(&d.id, &d.hub, d.primary_key)),
+        Ok(d) => reply(s.create_device(&d.id, &d.hub, d.primary_key.as_deref())),
         Err(r) => r,
     }
 }
@@ -218,33 +216,23 @@ async fn device_action(
         Err(r) => return r,
     };
     let result = match action.as_str() {
-        "enable" => s
-            .core
-            .set_device_enabled(&id, arg.hub.as_deref(), true)
-            .map(|_| ()),
-        "disable" => s
-            .core
-            .set_device_enabled(&id, arg.hub.as_deref(), false)
-            .map(|_| ()),
-        "block" => s.core.set_blocked(&id, true),
-        "unblock" => s.core.set_blocked(&id, false),
-        "kick" => return ok(json!({"kicked": s.core.kick_on(&id, None, "kicked by operator")})),
+        "enable" => s.set_device_enabled(&id, arg.hub.as_deref(), true),
+        "disable" => s.set_device_enabled(&id, arg.hub.as_deref(), false),
+        "block" => s.set_device_blocked(&id, true),
+        "unblock" => s.set_device_blocked(&id, false),
+        "kick" => return ok(json!({"kicked": s.kick(&id)})),
         _ => return error(StatusCode::NOT_FOUND, "no such device action"),
     };
     reply(result.map(|()| json!({"ok": true})))
 }
 
 async fn twin(State(s): S, Path(id): Path<String>) -> Response {
-    reply(s.core.twin(&id).map(|t| t.document()))
+    reply(s.twin(&id).map(|t| t.document()))
 }
 
 async fn desired(State(s): S, Path(id): Path<String>, b: Bytes) -> Response {
     match body::<Value>(&b) {
-        Ok(patch) => reply(
-            s.core
-                .update_desired(&id, &patch)
-                .map(|v| json!({"version": v})),
-        ),
+        Ok(patch) => reply(s.update_desired(&id, &patch).map(|v| json!({"version": v}))),
         Err(r) => r,
     }
 }
@@ -269,8 +257,7 @@ async fn method(State(s): S, Path((id, name)): Path<(String, String)>, b: Bytes)
         );
     }
     reply(
-        s.core
-            .invoke_method(&id, &name, &call.payload, Duration::from_secs_f64(secs))
+        s.invoke_method(&id, &name, &call.payload, Duration::from_secs_f64(secs))
             .await,
     )
 }
@@ -289,8 +276,7 @@ async fn c2d(State(s): S, Path(id): Path<String>, b: Bytes) -> Response {
     };
     let props: Vec<_> = msg.properties.into_iter().collect();
     reply(
-        s.core
-            .send_c2d(&id, Bytes::from(msg.payload), &props)
+        s.send_c2d(&id, Bytes::from(msg.payload), &props)
             .map(|mid| json!({"message_id": mid})),
     )
 }
@@ -303,8 +289,8 @@ async fn hub_action(State(s): S, Path((host, action)): Path<(String, String)>) -
     let result = match action.as_str() {
         "stop" => s.stop_hub_listener(&host).await,
         "start" => s.start_hub_listener(&host).await,
-        "allocate" => s.core.set_hub_enabled(&host, true),
-        "deallocate" => s.core.set_hub_enabled(&host, false),
+        "allocate" => s.set_hub_allocation(&host, true),
+        "deallocate" => s.set_hub_allocation(&host, false),
         _ => return error(StatusCode::NOT_FOUND, "no such hub action"),
     };
     reply(result.map(|()| json!({"ok": true})))
@@ -316,19 +302,19 @@ struct Since {
 }
 
 async fn log(State(s): S, Query(q): Query<Since>) -> Response {
-    ok(s.core.log.since(q.since.unwrap_or(0)))
+    ok(s.log().since(q.since.unwrap_or(0)))
 }
 
 /// Past records from `since`, then live ones, one JSON object per line, until shutdown.
 async fn log_stream(State(s): S, Query(q): Query<Since>) -> Response {
-    let live = BroadcastStream::new(s.core.log.subscribe());
-    let past = s.core.log.since(q.since.unwrap_or(0));
+    let live = BroadcastStream::new(s.log().subscribe());
+    let past = s.log().since(q.since.unwrap_or(0));
     let last = past.last().map(|r| r.seq);
     let past = futures_util::stream::iter(past.into_iter().map(Ok::<_, std::convert::Infallible>));
     let live = live.filter_map(move |r| async move {
         r.ok().filter(|r| last.is_none_or(|l| r.seq > l)).map(Ok)
     });
-    let shutdown = s.core.shutdown.clone();
+    let shutdown = s.shutdown_token().clone();
     let lines = past
         .chain(live)
         .map(|r| {
@@ -348,7 +334,7 @@ async fn log_stream(State(s): S, Query(q): Query<Since>) -> Response {
 }
 
 async fn observations(State(s): S) -> Response {
-    ok(s.core.log.observations())
+    ok(s.observations())
 }
 
 #[derive(Deserialize)]
@@ -363,8 +349,7 @@ async fn clock(State(s): S, b: Bytes) -> Response {
                 secs: c.offset_secs,
             });
             reply(
-                s.core
-                    .apply(fault)
+                s.apply(fault)
                     .await
                     .map(|_| json!({"offset_secs": c.offset_secs})),
             )

@@ -2,7 +2,10 @@
 //! ([`rest`]) and the MQTT front (`crate::mqtt::dps`). Both turn a request into a
 //! [`DpsReply`] here and only differ in how they put it on the wire (spec/PROTOCOL.md §2, §3).
 
+mod answer;
 pub(crate) mod rest;
+
+use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
@@ -10,10 +13,12 @@ use serde_json::{Value, json};
 use crate::Error;
 use crate::fault::BlockedDps;
 use crate::log::{DpsRequestKind, Event, Transport};
+use crate::overlay::Overlay;
 use crate::registry::{
-    Core, Device, DeviceAuth, GroupAttestation, HubIdentity, Operation, State, Twin,
+    Device, DeviceAuth, GroupAttestation, HubIdentity, Operation, Registry, State, Twin,
 };
 use crate::sas::SasToken;
+use answer::{BLOCKED, Refusal, assigned_state, failed_state, parse_register_body, refuse};
 
 /// How a DPS request authenticated.
 #[derive(Debug, Clone, Copy)]
@@ -39,29 +44,33 @@ enum Attested {
     X509Group(String),
 }
 
-/// A refusal before any operation exists.
-struct Refusal {
-    status: u16,
-    code: u32,
-    message: String,
-    retry_after: Option<u32>,
+/// DPS: the id scope it serves, over the registry and the fault overlay.
+#[derive(Debug)]
+pub(crate) struct Dps {
+    registry: Arc<Registry>,
+    faults: Arc<Overlay>,
+    id_scope: String,
+    /// The `retry-after` of a 202 register answer, in seconds.
+    retry_after: u32,
 }
 
-fn refuse(status: u16, code: u32, message: impl Into<String>) -> Refusal {
-    Refusal {
-        status,
-        code,
-        message: message.into(),
-        retry_after: None,
+impl Dps {
+    pub(crate) fn new(
+        registry: Arc<Registry>,
+        faults: Arc<Overlay>,
+        id_scope: String,
+        retry_after: u32,
+    ) -> Self {
+        Self {
+            registry,
+            faults,
+            id_scope,
+            retry_after,
+        }
     }
-}
 
-/// IoT Central's DPS text for a blocked device (spec/PROTOCOL.md §5.3).
-const BLOCKED: &str = "Device is blocked from connecting to IoT Central application. Unblock the device in IoT Central and retry.";
-
-impl Core {
     /// `PUT .../register` or `$dps/registrations/PUT/iotdps-register`.
-    pub(crate) fn dps_register(
+    pub(crate) fn register(
         &self,
         transport: Transport,
         scope: &str,
@@ -72,14 +81,14 @@ impl Core {
         self.log_dps_request(transport, DpsRequestKind::Register, reg_id, None);
         let reply = self
             .injected(transport, DpsRequestKind::Register, reg_id)
-            .map_or_else(|| self.register(scope, reg_id, auth, body), Err)
+            .map_or_else(|| self.start_operation(scope, reg_id, auth, body), Err)
             .unwrap_or_else(|r| self.error_reply(&r));
         self.log_dps_reply(transport, reg_id, &reply);
         reply
     }
 
     /// `GET .../operations/{id}` or `$dps/registrations/GET/iotdps-get-operationstatus`.
-    pub(crate) fn dps_poll(
+    pub(crate) fn poll(
         &self,
         transport: Transport,
         scope: &str,
@@ -90,14 +99,17 @@ impl Core {
         self.log_dps_request(transport, DpsRequestKind::Poll, reg_id, Some(operation_id));
         let reply = self
             .injected(transport, DpsRequestKind::Poll, reg_id)
-            .map_or_else(|| self.poll(scope, reg_id, operation_id, auth), Err)
+            .map_or_else(
+                || self.operation_status(scope, reg_id, operation_id, auth),
+                Err,
+            )
             .unwrap_or_else(|r| self.error_reply(&r));
         self.log_dps_reply(transport, reg_id, &reply);
         reply
     }
 
     /// `POST /{scope}/registrations/{id}`: the current registration state.
-    pub(crate) fn dps_lookup(
+    pub(crate) fn lookup(
         &self,
         transport: Transport,
         scope: &str,
@@ -107,7 +119,7 @@ impl Core {
         self.log_dps_request(transport, DpsRequestKind::Lookup, reg_id, None);
         let result = (|| {
             self.check_scope(scope)?;
-            let state = self.lock();
+            let state = self.registry.lock();
             self.attest(&state, scope, reg_id, auth)?;
             let device = state
                 .devices
@@ -115,7 +127,7 @@ impl Core {
                 .ok_or_else(|| refuse(404, 404_201, "registration not found"))?;
             Ok(DpsReply {
                 status: 200,
-                body: assigned_state(device, state.faults.public_hub(&device.hub)),
+                body: assigned_state(device, self.faults.lock().public_hub(&device.hub)),
                 retry_after: None,
             })
         })();
@@ -124,7 +136,7 @@ impl Core {
         reply
     }
 
-    fn register(
+    fn start_operation(
         &self,
         scope: &str,
         reg_id: &str,
@@ -133,21 +145,22 @@ impl Core {
     ) -> Result<DpsReply, Refusal> {
         self.check_scope(scope)?;
         let model_id = parse_register_body(reg_id, body)?;
-        let mut state = self.lock();
+        let blocked_dps = self.faults.options().blocked_dps;
+        let mut state = self.registry.lock();
         let attested = self.attest(&state, scope, reg_id, auth)?;
-        let now = self.clock.utc_string();
+        let now = self.registry.clock.utc_string();
         let (status, registration_state) = if enrollment_disabled(&state, reg_id, &attested) {
             (
                 "disabled",
                 json!({"registrationId": reg_id, "status": "disabled", "lastUpdatedDateTimeUtc": now}),
             )
         } else if state.devices.get(reg_id).is_some_and(|d| d.blocked) {
-            if state.faults.options.blocked_dps == BlockedDps::Unauthorized {
+            if blocked_dps == BlockedDps::Unauthorized {
                 return Err(refuse(401, 400_209, BLOCKED));
             }
             ("failed", failed_state(reg_id, &now, 400_209, BLOCKED))
         } else if let Some(device) = Self::allocate(&mut state, reg_id, attested, model_id, &now) {
-            let hub = state.faults.public_hub(&device.hub).to_owned();
+            let hub = self.faults.lock().public_hub(&device.hub).to_owned();
             ("assigned", assigned_state(&device, &hub))
         } else {
             (
@@ -174,11 +187,11 @@ impl Core {
             },
         );
         drop(state);
-        self.touch();
+        self.registry.touch();
         Ok(DpsReply {
             status: 202,
             body: json!({"operationId": operation_id, "status": "assigning"}),
-            retry_after: Some(self.dps_retry_after),
+            retry_after: Some(self.retry_after),
         })
     }
 
@@ -189,7 +202,7 @@ impl Core {
         request: DpsRequestKind,
         reg_id: &str,
     ) -> Option<Refusal> {
-        let (status, code, retry_after, why) = self.dps_fault(transport, request, reg_id)?;
+        let (status, code, retry_after, why) = self.faults.dps_fault(transport, request, reg_id)?;
         Some(Refusal {
             status,
             code,
@@ -198,7 +211,7 @@ impl Core {
         })
     }
 
-    fn poll(
+    fn operation_status(
         &self,
         scope: &str,
         reg_id: &str,
@@ -206,7 +219,7 @@ impl Core {
         auth: DpsAuth<'_>,
     ) -> Result<DpsReply, Refusal> {
         self.check_scope(scope)?;
-        let state = self.lock();
+        let state = self.registry.lock();
         self.attest(&state, scope, reg_id, auth)?;
         let op = state
             .operations
@@ -263,7 +276,7 @@ impl Core {
             DpsAuth::Sas(Some(token)) => {
                 let token = SasToken::parse(token).map_err(|_| unauthorized("malformed token"))?;
                 let resource = format!("{scope}/registrations/{reg_id}");
-                let now = self.clock.unix_secs();
+                let now = self.registry.clock.unix_secs();
                 if let Some(e) = state.individuals.get(reg_id) {
                     let keys = [e.primary_key.clone(), e.secondary_key.clone()];
                     if token.verify(&resource, now, &keys).is_ok() {
@@ -340,7 +353,7 @@ impl Core {
     /// asking, as a member of `group` (default: the first symmetric-key group); returns the
     /// existing device unchanged.
     pub(crate) fn preregister(&self, id: &str, group: Option<&str>) -> Result<Device, Error> {
-        let mut state = self.lock();
+        let mut state = self.registry.lock();
         if let Some(d) = state.devices.get(id) {
             return Ok(d.clone());
         }
@@ -354,11 +367,12 @@ impl Core {
                 .map(|g| g.id.clone())
                 .ok_or_else(|| Error::InvalidRequest("no symmetric-key group".into()))?,
         };
-        let now = self.clock.utc_string();
+        let now = self.registry.clock.utc_string();
         let device = Self::allocate(&mut state, id, Attested::Group(group), None, &now)
             .ok_or_else(|| Error::InvalidRequest("no hub is available for allocation".into()))?;
         drop(state);
-        self.control(format!("device {id} registered on {}", device.hub));
+        self.registry
+            .control(format!("device {id} registered on {}", device.hub));
         Ok(device)
     }
 
@@ -369,7 +383,7 @@ impl Core {
                 "errorCode": r.code,
                 "trackingId": crate::certs::random_hex::<16>(),
                 "message": r.message,
-                "timestampUtc": self.clock.utc_string(),
+                "timestampUtc": self.registry.clock.utc_string(),
             }),
             retry_after: r.retry_after,
         }
@@ -388,7 +402,7 @@ impl Core {
             registration_id: reg_id.to_owned(),
             operation_id: operation_id.map(str::to_owned),
         };
-        self.log.record(Some(reg_id), event);
+        self.registry.log.record(Some(reg_id), event);
     }
 
     fn log_dps_reply(&self, transport: Transport, reg_id: &str, reply: &DpsReply) {
@@ -414,7 +428,7 @@ impl Core {
             error_code,
             retry_after: reply.retry_after,
         };
-        self.log.record(Some(reg_id), event);
+        self.registry.log.record(Some(reg_id), event);
     }
 }
 
@@ -424,113 +438,5 @@ fn enrollment_disabled(state: &State, reg_id: &str, attested: &Attested) -> bool
             state.groups.get(g).is_some_and(|g| !g.enabled)
         }
         Attested::Individual => state.individuals.get(reg_id).is_some_and(|e| !e.enabled),
-    }
-}
-
-/// Checks the register body (`null`, `{}`, `" "` or a DeviceRegistration) and returns the model id.
-fn parse_register_body(reg_id: &str, body: &[u8]) -> Result<Option<String>, Refusal> {
-    let bad = |why: &str| refuse(400, 400_004, format!("invalid request body: {why}"));
-    let text = std::str::from_utf8(body).map_err(|_| bad("not UTF-8"))?;
-    if text.trim().is_empty() {
-        return Ok(None);
-    }
-    let value: Value = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
-    let obj = match value {
-        Value::Null => return Ok(None),
-        Value::Object(o) => o,
-        _ => return Err(bad("not a JSON object")),
-    };
-    match obj.get("registrationId") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(id)) if id.eq_ignore_ascii_case(reg_id) => {}
-        Some(_) => return Err(bad("registrationId does not match the path")),
-    }
-    let payload = obj.get("payload");
-    let model = payload
-        .and_then(|p| p.get("modelId").or_else(|| p.get("iotcModelId")))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    Ok(model)
-}
-
-fn group_of(device: &Device) -> Option<(&'static str, String)> {
-    match &device.auth {
-        DeviceAuth::Group { group } => Some(("symmetricKey", group.clone())),
-        DeviceAuth::X509Group { group } => Some(("x509", group.clone())),
-        DeviceAuth::Individual | DeviceAuth::Keys { .. } => None,
-    }
-}
-
-/// The `registrationState` of an assigned device; `hub` is the host DPS hands out (another
-/// one while the hub's name is gone).
-fn assigned_state(device: &Device, hub: &str) -> Value {
-    let group = group_of(device);
-    let mut s = json!({
-        "registrationId": device.id,
-        "createdDateTimeUtc": device.created,
-        "assignedHub": hub,
-        "deviceId": device.id,
-        "status": "assigned",
-        "substatus": device.substatus,
-        "lastUpdatedDateTimeUtc": device.last_updated,
-        "etag": format!("\"{}\"", device.last_updated),
-    });
-    if let (Some((kind, id)), Some(obj)) = (group, s.as_object_mut()) {
-        obj.insert(kind.to_owned(), json!({"enrollmentGroupId": id}));
-    }
-    s
-}
-
-fn failed_state(reg_id: &str, now: &str, code: u32, message: &str) -> Value {
-    json!({
-        "registrationId": reg_id,
-        "createdDateTimeUtc": now,
-        "status": "failed",
-        "errorCode": code,
-        "errorMessage": message,
-        "lastUpdatedDateTimeUtc": now,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn register_bodies_from_every_sdk_are_accepted() {
-        for body in [
-            "",
-            " ",
-            "null",
-            "{}",
-            r#"{"payload": null, "registrationId": "dev1"}"#,
-        ] {
-            assert!(
-                parse_register_body("dev1", body.as_bytes()).is_ok(),
-                "{body}"
-            );
-        }
-        let model = parse_register_body(
-            "dev1",
-            br#"{"registrationId":"dev1","payload":{"modelId":"dtmi:a;1"}}"#,
-        );
-        assert_eq!(model.ok().flatten().as_deref(), Some("dtmi:a;1"));
-        let legacy = parse_register_body("dev1", br#"{"payload":{"iotcModelId":"dtmi:b;1"}}"#);
-        assert_eq!(legacy.ok().flatten().as_deref(), Some("dtmi:b;1"));
-    }
-
-    #[test]
-    fn garbage_register_bodies_are_400() {
-        for body in [
-            &b"{not json"[..],
-            b"[1]",
-            b"\xff\xfe",
-            br#"{"registrationId":"other"}"#,
-        ] {
-            assert_eq!(
-                parse_register_body("dev1", body).err().map(|r| r.status),
-                Some(400)
-            );
-        }
     }
 }

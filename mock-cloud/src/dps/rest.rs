@@ -23,17 +23,17 @@ use serde_json::json;
 
 use super::{DpsAuth, DpsReply};
 use crate::log::{DpsRequestKind, Event, Transport};
-use crate::registry::Core;
+use crate::shared::Shared;
 
 /// The DPS REST routes.
-pub(crate) fn router(core: Arc<Core>) -> Router {
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/{scope}/registrations/{reg}/register", put(register))
         .route("/{scope}/registrations/{reg}/operations/{op}", get(poll))
         .route("/{scope}/registrations/{reg}", post(lookup))
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
-        .with_state(core)
+        .with_state(shared)
 }
 
 /// The TLS client chain of the request's connection (leaf first), empty without one.
@@ -62,20 +62,20 @@ fn auth<'a>(headers: &'a HeaderMap, chain: &'a [CertificateDer<'static>]) -> Dps
 }
 
 async fn register(
-    State(core): State<Arc<Core>>,
+    State(shared): State<Arc<Shared>>,
     tls: Tls,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Ok(Path((scope, reg))) = path else {
-        return error(&core, StatusCode::BAD_REQUEST, 400_001, "malformed path");
+        return error(&shared, StatusCode::BAD_REQUEST, 400_001, "malformed path");
     };
-    if let Some(stopped) = network(&core, &reg, DpsRequestKind::Register).await {
+    if let Some(stopped) = network(&shared, &reg, DpsRequestKind::Register).await {
         return stopped;
     }
     let chain = chain(tls);
-    let reply = core.dps_register(
+    let reply = shared.dps.register(
         Transport::Https,
         &scope,
         &reg,
@@ -86,43 +86,51 @@ async fn register(
 }
 
 async fn poll(
-    State(core): State<Arc<Core>>,
+    State(shared): State<Arc<Shared>>,
     tls: Tls,
     path: Result<Path<(String, String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     let Ok(Path((scope, reg, op))) = path else {
-        return error(&core, StatusCode::BAD_REQUEST, 400_001, "malformed path");
+        return error(&shared, StatusCode::BAD_REQUEST, 400_001, "malformed path");
     };
-    if let Some(stopped) = network(&core, &reg, DpsRequestKind::Poll).await {
+    if let Some(stopped) = network(&shared, &reg, DpsRequestKind::Poll).await {
         return stopped;
     }
     let chain = chain(tls);
-    render(&core.dps_poll(Transport::Https, &scope, &reg, &op, auth(&headers, &chain)))
+    render(
+        &shared
+            .dps
+            .poll(Transport::Https, &scope, &reg, &op, auth(&headers, &chain)),
+    )
 }
 
 async fn lookup(
-    State(core): State<Arc<Core>>,
+    State(shared): State<Arc<Shared>>,
     tls: Tls,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     let Ok(Path((scope, reg))) = path else {
-        return error(&core, StatusCode::BAD_REQUEST, 400_001, "malformed path");
+        return error(&shared, StatusCode::BAD_REQUEST, 400_001, "malformed path");
     };
     let chain = chain(tls);
-    render(&core.dps_lookup(Transport::Https, &scope, &reg, auth(&headers, &chain)))
+    render(
+        &shared
+            .dps
+            .lookup(Transport::Https, &scope, &reg, auth(&headers, &chain)),
+    )
 }
 
 /// Network faults for the device over HTTPS: a `delay` postpones the answer; a `blackhole`
 /// leaves the request unanswered (logged as dropped) for as long as it lasts. `Some` (a 503)
 /// when the cloud shuts down meanwhile.
-async fn network(core: &Core, reg: &str, request: DpsRequestKind) -> Option<Response> {
-    if wait_out_network(core, reg, request).await {
+async fn network(shared: &Shared, reg: &str, request: DpsRequestKind) -> Option<Response> {
+    if wait_out_network(shared, reg, request).await {
         None
     } else {
         Some(error(
-            core,
+            shared,
             StatusCode::SERVICE_UNAVAILABLE,
             503_000,
             "cloud stopping",
@@ -131,50 +139,51 @@ async fn network(core: &Core, reg: &str, request: DpsRequestKind) -> Option<Resp
 }
 
 /// `false` when the cloud shuts down while a network fault holds the request.
-async fn wait_out_network(core: &Core, reg: &str, request: DpsRequestKind) -> bool {
-    if core.blackholed(None, reg) {
+async fn wait_out_network(shared: &Shared, reg: &str, request: DpsRequestKind) -> bool {
+    let faults = &shared.faults;
+    if faults.blackholed(None, reg) {
         let event = Event::DpsDropped {
             transport: Transport::Https,
             request,
             reason: "network blackhole".into(),
         };
-        core.log.record(Some(reg), event);
-        let mut epoch = core.fault_epoch.subscribe();
-        while core.blackholed(None, reg) {
+        shared.log.record(Some(reg), event);
+        let mut epoch = faults.epoch.subscribe();
+        while faults.blackholed(None, reg) {
             tokio::select! {
-                () = core.shutdown.cancelled() => return false,
+                () = shared.shutdown.cancelled() => return false,
                 changed = epoch.changed() => if changed.is_err() { return false },
             }
         }
     }
-    if let Some(d) = core.send_delay(None, reg) {
+    if let Some(d) = faults.send_delay(None, reg) {
         tokio::select! {
-            () = core.shutdown.cancelled() => return false,
+            () = shared.shutdown.cancelled() => return false,
             () = tokio::time::sleep(d) => {}
         }
     }
     true
 }
 
-async fn not_found(State(core): State<Arc<Core>>) -> Response {
-    error(&core, StatusCode::NOT_FOUND, 404_000, "no such route")
+async fn not_found(State(shared): State<Arc<Shared>>) -> Response {
+    error(&shared, StatusCode::NOT_FOUND, 404_000, "no such route")
 }
 
-async fn not_allowed(State(core): State<Arc<Core>>) -> Response {
+async fn not_allowed(State(shared): State<Arc<Shared>>) -> Response {
     error(
-        &core,
+        &shared,
         StatusCode::METHOD_NOT_ALLOWED,
         405_000,
         "method not allowed on this route",
     )
 }
 
-fn error(core: &Core, status: StatusCode, code: u32, message: &str) -> Response {
+fn error(shared: &Shared, status: StatusCode, code: u32, message: &str) -> Response {
     let body = json!({
         "errorCode": code,
         "trackingId": crate::certs::random_hex::<16>(),
         "message": message,
-        "timestampUtc": core.clock.utc_string(),
+        "timestampUtc": shared.clock.utc_string(),
     });
     render(&DpsReply {
         status: status.as_u16(),

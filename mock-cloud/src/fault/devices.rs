@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use super::duration;
+use super::{Lifetime, duration};
 
 /// Devices to fail over: one, several, or every device of a hub.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Args)]
@@ -101,15 +101,10 @@ pub struct HubDown {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Restore automatically after this long.
-    #[arg(long = "for", value_parser = duration::parse)]
-    #[serde(
-        default,
-        rename = "for",
-        skip_serializing_if = "Option::is_none",
-        with = "duration::optional"
-    )]
-    pub duration: Option<Duration>,
+    /// When it ends by itself (`for`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub lifetime: Lifetime,
 }
 
 /// A hub.
@@ -150,15 +145,10 @@ pub struct DeviceOnHub {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub: Option<String>,
-    /// Undo automatically after this long.
-    #[arg(long = "for", value_parser = duration::parse)]
-    #[serde(
-        default,
-        rename = "for",
-        skip_serializing_if = "Option::is_none",
-        with = "duration::optional"
-    )]
-    pub duration: Option<Duration>,
+    /// When it ends by itself (`for`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub lifetime: Lifetime,
 }
 
 /// An operator block.
@@ -168,13 +158,8 @@ pub struct Block {
     /// The device.
     #[arg(long)]
     pub device: String,
-    /// Unblock automatically after this long.
-    #[arg(long = "for", value_parser = duration::parse)]
-    #[serde(
-        default,
-        rename = "for",
-        skip_serializing_if = "Option::is_none",
-        with = "duration::optional"
-    )]
-    pub duration: Option<Duration>,
+    /// When it ends by itself (`for`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub lifetime: Lifetime,
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use super::duration;
+use super::{Lifetime, duration};
 
 /// Which DPS transport a DPS fault hits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -66,15 +66,10 @@ pub struct DpsError {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
-    /// Clear after this long.
-    #[arg(long = "for", value_parser = duration::parse)]
-    #[serde(
-        default,
-        rename = "for",
-        skip_serializing_if = "Option::is_none",
-        with = "duration::optional"
-    )]
-    pub duration: Option<Duration>,
+    /// When it ends by itself (`for`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub lifetime: Lifetime,
 }
 
 fn status_500() -> u16 {
@@ -91,7 +86,7 @@ impl Default for DpsError {
             request: RequestFilter::Any,
             device: None,
             count: None,
-            duration: None,
+            lifetime: Lifetime::default(),
         }
     }
 }
@@ -136,15 +131,10 @@ pub struct HubError {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
-    /// Clear after this long.
-    #[arg(long = "for", value_parser = duration::parse)]
-    #[serde(
-        default,
-        rename = "for",
-        skip_serializing_if = "Option::is_none",
-        with = "duration::optional"
-    )]
-    pub duration: Option<Duration>,
+    /// When it ends by itself (`for`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub lifetime: Lifetime,
 }
 
 /// DPS throttling (real DPS: 1,000 registrations per minute, 5 polls per 10 s per device).
@@ -171,15 +161,10 @@ pub struct Throttle {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u32>,
-    /// Clear after this long.
-    #[arg(long = "for", value_parser = duration::parse)]
-    #[serde(
-        default,
-        rename = "for",
-        skip_serializing_if = "Option::is_none",
-        with = "duration::optional"
-    )]
-    pub duration: Option<Duration>,
+    /// When it ends by itself (`for`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub lifetime: Lifetime,
 }
 
 /// What a network fault does.
@@ -199,7 +184,8 @@ pub enum NetworkMode {
     Blackhole,
 }
 
-/// A network fault for one device or one hub.
+/// A network fault for one device or one hub. `drop` and `reset` without `for` or `count` are
+/// one-shot: they close the live connections and end.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Args)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
@@ -227,15 +213,10 @@ pub struct Network {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
-    /// Keep it up this long (`drop` and `reset` without it are one-shot).
-    #[arg(long = "for", value_parser = duration::parse)]
-    #[serde(
-        default,
-        rename = "for",
-        skip_serializing_if = "Option::is_none",
-        with = "duration::optional"
-    )]
-    pub duration: Option<Duration>,
+    /// When it ends by itself (`for`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub lifetime: Lifetime,
 }
 
 /// IoT Hub fault-injection types (`AzIoTHub_FaultOperationType`, spec/PROTOCOL.md §6).

@@ -1,7 +1,7 @@
 //! Faults: the cloud misbehaving on purpose, the way the real one does (spec/PROTOCOL.md §5, §6).
 //!
 //! One type, [`Fault`], describes every fault with its parameters. The same value is applied
-//! from all four places: the Rust API ([`crate::MockCloud::apply`]), the admin API
+//! from all four places: the Rust API ([`crate::CloudHandle::apply`]), the admin API
 //! (`POST /api/faults`, the JSON form below), the CLI (`hubswap-mock-cloud fault <action>
 //! --flags`, derived from the same structs) and scenario files (`[[step]]` tables, see
 //! [`crate::scenario`]). In JSON and TOML a fault is a table tagged by `action`:
@@ -40,14 +40,11 @@
 //! | `network` `blackhole` | a device: after CONNECT nothing is answered (logged `hub_refused`, `dps_dropped`); a hub: as `hub-down blackhole` | `for` |
 //! | `inject` (and telemetry with `AzIoTHub_FaultOperationType`) | no PUBACK for the trigger; after `delay`: `KillTcp` RST, `ShutDownMqtt` TLS close_notify + FIN, `Invoke*` drop; reconnects succeed | `options --inject-puback true`; `--inject-strict true` refuses reconnects for `duration` (CONNACK 3 throttling/quota, 5 auth) |
 
-mod apply;
 mod devices;
 pub mod duration;
 mod errors;
-mod failover;
+mod lifetime;
 mod options;
-pub(crate) mod state;
-mod throttle;
 
 use std::time::Duration;
 
@@ -63,6 +60,7 @@ pub use errors::{
     DpsError, HubError, HubErrorMode, Inject, InjectKind, Network, NetworkMode, RequestFilter,
     Throttle, TransportFilter,
 };
+pub use lifetime::Lifetime;
 pub use options::{BlockedDps, FaultOptions, OptionsPatch};
 
 /// Identifies an active fault (to clear it).
@@ -179,14 +177,21 @@ impl Fault {
     pub fn duration(&self) -> Option<Duration> {
         match self {
             Self::Failover(f) => f.ttl,
-            Self::HubDown(f) => f.duration,
-            Self::Disable(f) => f.duration,
-            Self::Block(f) => f.duration,
-            Self::DpsError(f) => f.duration,
-            Self::HubError(f) => f.duration,
-            Self::Throttle(f) => f.duration,
-            Self::Network(f) => f.duration,
-            _ => None,
+            Self::HubDown(f) => f.lifetime.duration,
+            Self::Disable(f) | Self::Enable(f) => f.lifetime.duration,
+            Self::Block(f) => f.lifetime.duration,
+            Self::DpsError(f) => f.lifetime.duration,
+            Self::HubError(f) => f.lifetime.duration,
+            Self::Throttle(f) => f.lifetime.duration,
+            Self::Network(f) => f.lifetime.duration,
+            Self::Failback(_)
+            | Self::HubRestore(_)
+            | Self::ExpireToken(_)
+            | Self::ClockOffset(_)
+            | Self::Unblock(_)
+            | Self::Inject(_)
+            | Self::Options(_)
+            | Self::Clear(_) => None,
         }
     }
 
@@ -196,7 +201,20 @@ impl Fault {
             Self::DpsError(f) => f.count,
             Self::HubError(f) => f.count,
             Self::Network(f) => f.count,
-            _ => None,
+            Self::Failover(_)
+            | Self::Failback(_)
+            | Self::HubDown(_)
+            | Self::HubRestore(_)
+            | Self::ExpireToken(_)
+            | Self::ClockOffset(_)
+            | Self::Disable(_)
+            | Self::Enable(_)
+            | Self::Block(_)
+            | Self::Unblock(_)
+            | Self::Throttle(_)
+            | Self::Inject(_)
+            | Self::Options(_)
+            | Self::Clear(_) => None,
         }
     }
 
@@ -212,7 +230,12 @@ impl Fault {
             Self::DpsError(f) => f.device.as_deref(),
             Self::HubError(f) => f.device.as_deref(),
             Self::Network(f) => f.device.as_deref(),
-            _ => None,
+            Self::HubDown(_)
+            | Self::HubRestore(_)
+            | Self::ClockOffset(_)
+            | Self::Throttle(_)
+            | Self::Options(_)
+            | Self::Clear(_) => None,
         }
     }
 }
@@ -220,6 +243,13 @@ impl Fault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The CLI's `fault` subcommand.
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        fault: Fault,
+    }
 
     #[test]
     fn faults_read_from_json_and_toml_tables_tagged_by_action() {
@@ -252,12 +282,47 @@ mod tests {
     }
 
     #[test]
+    fn the_flattened_lifetime_keeps_the_for_key_and_flag() {
+        let block = Fault::Block(Block {
+            device: "dev-7".into(),
+            lifetime: Lifetime::lasting(Duration::from_mins(1)),
+        });
+        assert_eq!(
+            serde_json::to_value(&block).expect("json"),
+            serde_json::json!({"action": "block", "device": "dev-7", "for": "60s"})
+        );
+        let dps: Fault =
+            serde_json::from_str(r#"{"action":"dps-error","status":503,"count":2,"for":"5s"}"#)
+                .expect("dps-error");
+        assert_eq!(
+            (dps.count(), dps.duration()),
+            (Some(2), Some(Duration::from_secs(5)))
+        );
+        assert!(
+            serde_json::from_str::<Fault>(r#"{"action":"block","device":"d","count":1}"#).is_err(),
+            "a fault without a count takes none"
+        );
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "x",
+            "dps-error",
+            "--count",
+            "3",
+            "--for",
+            "2m",
+        ])
+        .expect("parses");
+        assert_eq!(
+            (cli.fault.count(), cli.fault.duration()),
+            (Some(3), Some(Duration::from_mins(2)))
+        );
+        assert!(
+            <Cli as clap::Parser>::try_parse_from(["x", "block", "--device", "d", "--count", "1"])
+                .is_err()
+        );
+    }
+
+    #[test]
     fn the_cli_parses_the_same_structs() {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(subcommand)]
-            fault: Fault,
-        }
         let cli = <Cli as clap::Parser>::try_parse_from([
             "x", "failover", "--hub", "hub-a", "--to", "hub-b", "--ttl", "90s",
         ])

@@ -17,11 +17,14 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::codec::Framed;
 
 use super::Role;
-use super::connect::{ConnectRequest, HubDecision, parse_dps_username, parse_hub_username};
-use crate::fault::state::{AfterConnect, CloseHow};
+use super::connect::{
+    ConnectRequest, HubDecision, decide_hub_connect, parse_dps_username, parse_hub_username,
+};
 use crate::log::{AuthMethod, Endpoint, Event};
-use crate::registry::Core;
+use crate::overlay::AfterConnect;
+use crate::registry::CloseHow;
 use crate::sas::SasToken;
+use crate::shared::Shared;
 
 /// Room for the topic and property bag on top of the largest payload.
 const PACKET_OVERHEAD: usize = 16 * 1024;
@@ -32,7 +35,7 @@ pub(crate) struct Wire {
     keep_alive: Option<Duration>,
     deadline: Option<Instant>,
     /// Once the device is known: where to ask for a `network delay` before each send.
-    watch: Option<(Arc<Core>, Option<String>, String)>,
+    watch: Option<(Arc<Shared>, Option<String>, String)>,
 }
 
 /// What the device sent next.
@@ -59,8 +62,8 @@ impl Wire {
     }
 
     /// Applies `network delay` faults for `device` (on `hub`, or DPS) to every later send.
-    pub(crate) fn watch(&mut self, core: Arc<Core>, hub: Option<String>, device: String) {
-        self.watch = Some((core, hub, device));
+    pub(crate) fn watch(&mut self, shared: Arc<Shared>, hub: Option<String>, device: String) {
+        self.watch = Some((shared, hub, device));
     }
 
     /// Sets the server-side keep-alive: 1.5 × the client's, capped at 1767 s (§4.2); 0 = none.
@@ -96,7 +99,7 @@ impl Wire {
         if let Some(delay) = self
             .watch
             .as_ref()
-            .and_then(|(core, hub, device)| core.send_delay(hub.as_deref(), device))
+            .and_then(|(shared, hub, device)| shared.faults.send_delay(hub.as_deref(), device))
         {
             tokio::time::sleep(delay).await;
         }
@@ -134,7 +137,7 @@ impl Wire {
     reason = "the connection lifecycle, step by step"
 )]
 pub(crate) async fn run(
-    core: Arc<Core>,
+    shared: Arc<Shared>,
     acceptor: TlsAcceptor,
     tcp: TcpStream,
     role: Role,
@@ -142,10 +145,11 @@ pub(crate) async fn run(
 ) {
     let endpoint = role.endpoint();
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let tls = match tokio::time::timeout(core.timeouts.tls_handshake, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(shared.timeouts.tls_handshake, acceptor.accept(tcp)).await
+    {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            core.log.record(
+            shared.log.record(
                 None,
                 Event::TlsFailed {
                     endpoint,
@@ -156,7 +160,7 @@ pub(crate) async fn run(
             return;
         }
         Err(_) => {
-            core.log.record(
+            shared.log.record(
                 None,
                 Event::TlsFailed {
                     endpoint,
@@ -173,13 +177,13 @@ pub(crate) async fn run(
         .peer_certificates()
         .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
         .unwrap_or_default();
-    let mut wire = Wire::new(tls, core.max_message_size);
-    let first = tokio::time::timeout(core.timeouts.connect, wire.next()).await;
+    let mut wire = Wire::new(tls, shared.max_message_size);
+    let first = tokio::time::timeout(shared.timeouts.connect, wire.next()).await;
     let connect = match first {
         Ok(Inbound::Packet(Packet::Connect(c))) => c,
         Ok(Inbound::Packet(p)) => {
             return violation(
-                &core,
+                &shared,
                 None,
                 endpoint,
                 conn,
@@ -190,7 +194,7 @@ pub(crate) async fn run(
         }
         Ok(Inbound::Malformed(e)) => {
             return violation(
-                &core,
+                &shared,
                 None,
                 endpoint,
                 conn,
@@ -200,13 +204,15 @@ pub(crate) async fn run(
             .await;
         }
         Ok(Inbound::Closed | Inbound::KeepAliveExpired) => {
-            core.log.record(
+            shared.log.record(
                 None,
                 closed(endpoint, conn, Side::Device, false, "closed before CONNECT"),
             );
             return;
         }
-        Err(_) => return violation(&core, None, endpoint, conn, "no CONNECT in time", wire).await,
+        Err(_) => {
+            return violation(&shared, None, endpoint, conn, "no CONNECT in time", wire).await;
+        }
     };
     wire.set_keep_alive(connect.keep_alive);
     let username = connect
@@ -215,13 +221,13 @@ pub(crate) async fn run(
         .map(|l| l.username.clone())
         .unwrap_or_default();
     if let Some(dps) = parse_dps_username(&username) {
-        return super::dps::serve(core, wire, conn, &connect, dps, chain, &peer).await;
+        return super::dps::serve(shared, wire, conn, &connect, dps, chain, &peer).await;
     }
     let Role::Hub(hub) = role else {
         let device = (!connect.client_id.is_empty()).then_some(connect.client_id.as_str());
-        log_connect(&core, device, Endpoint::DpsMqtt, conn, &connect, &chain);
+        log_connect(&shared, device, Endpoint::DpsMqtt, conn, &connect, &chain);
         return refuse(
-            &core,
+            &shared,
             device,
             Endpoint::DpsMqtt,
             conn,
@@ -238,7 +244,7 @@ pub(crate) async fn run(
         .or_else(|| (!connect.client_id.is_empty()).then(|| connect.client_id.clone()));
     let endpoint = Endpoint::Hub(hub.clone());
     log_connect(
-        &core,
+        &shared,
         device.as_deref(),
         endpoint.clone(),
         conn,
@@ -246,28 +252,41 @@ pub(crate) async fn run(
         &chain,
     );
     if let Some(d) = device.as_deref() {
-        match before_connack(&core, Some(&hub), d).await {
+        match before_connack(&shared, Some(&hub), d).await {
             AfterConnect::Proceed | AfterConnect::Hold(_) => {}
             AfterConnect::Reset => {
-                super::refused(&core, Some(d), &hub, conn, &peer, "reset-after-connect");
+                super::refused(&shared, Some(d), &hub, conn, &peer, "reset-after-connect");
                 return wire.reset();
             }
             AfterConnect::Blackhole => {
-                super::refused(&core, Some(d), &hub, conn, &peer, "blackhole-after-connect");
-                return wire.swallow(core.shutdown.clone()).await;
+                super::refused(
+                    &shared,
+                    Some(d),
+                    &hub,
+                    conn,
+                    &peer,
+                    "blackhole-after-connect",
+                );
+                return wire.swallow(shared.shutdown.clone()).await;
             }
         }
-        wire.watch(Arc::clone(&core), Some(hub.clone()), d.to_owned());
+        wire.watch(Arc::clone(&shared), Some(hub.clone()), d.to_owned());
     }
     let req = ConnectRequest {
         client_id: &connect.client_id,
         password: password(&connect),
         chain: &chain,
     };
-    match core.decide_hub_connect(&hub, parsed.as_ref(), &req) {
+    match decide_hub_connect(
+        &shared.registry,
+        &shared.faults,
+        &hub,
+        parsed.as_ref(),
+        &req,
+    ) {
         HubDecision::Refuse { code, reason } => {
             refuse(
-                &core,
+                &shared,
                 device.as_deref(),
                 endpoint,
                 conn,
@@ -289,27 +308,31 @@ pub(crate) async fn run(
                 model_id,
                 token,
             };
-            super::hub::serve(core, wire, accepted, connect).await;
+            super::hub::serve(shared, wire, accepted, connect).await;
         }
     }
 }
 
 /// Faults between CONNECT and CONNACK: waits out a `hold-connack`, then says whether to go on,
 /// reset or blackhole.
-pub(crate) async fn before_connack(core: &Core, hub: Option<&str>, device: &str) -> AfterConnect {
-    match core.after_connect(hub, device) {
+pub(crate) async fn before_connack(
+    shared: &Shared,
+    hub: Option<&str>,
+    device: &str,
+) -> AfterConnect {
+    match shared.faults.after_connect(hub, device) {
         AfterConnect::Hold(Some(d)) => {
             tokio::select! {
-                () = core.shutdown.cancelled() => {}
+                () = shared.shutdown.cancelled() => {}
                 () = tokio::time::sleep(d) => {}
             }
             AfterConnect::Proceed
         }
         AfterConnect::Hold(None) => {
-            let mut epoch = core.fault_epoch.subscribe();
-            while core.still_holding(hub, device) {
+            let mut epoch = shared.faults.epoch.subscribe();
+            while shared.faults.still_holding(hub, device) {
                 tokio::select! {
-                    () = core.shutdown.cancelled() => break,
+                    () = shared.shutdown.cancelled() => break,
                     changed = epoch.changed() => if changed.is_err() { break },
                 }
             }
@@ -330,7 +353,7 @@ pub(crate) fn password(connect: &Connect) -> Option<&str> {
 
 /// Logs a CONNECT without its secret.
 pub(crate) fn log_connect(
-    core: &Core,
+    shared: &Shared,
     device: Option<&str>,
     endpoint: Endpoint,
     conn: u64,
@@ -342,7 +365,7 @@ pub(crate) fn log_connect(
         let left = t
             .expiry()
             .unwrap_or(0)
-            .saturating_sub(core.clock.unix_secs());
+            .saturating_sub(shared.clock.unix_secs());
         Credential {
             fingerprint: t.fingerprint(),
             valid_for: Duration::from_secs(left),
@@ -353,7 +376,7 @@ pub(crate) fn log_connect(
         (None, false) => AuthMethod::X509,
         (None, true) => AuthMethod::None,
     };
-    core.log.record(
+    shared.log.record(
         device,
         Event::Connect {
             endpoint,
@@ -374,7 +397,7 @@ pub(crate) fn log_connect(
 
 /// Sends a refusing CONNACK, logs it, and closes.
 pub(crate) async fn refuse(
-    core: &Core,
+    shared: &Shared,
     device: Option<&str>,
     endpoint: Endpoint,
     conn: u64,
@@ -384,7 +407,7 @@ pub(crate) async fn refuse(
 ) {
     // Logged before it is sent: the device may react (reconnect) before this task runs again,
     // and the log must keep cause before effect (SPEC §8 orders observations by the log).
-    core.log.record(
+    shared.log.record(
         device,
         Event::ConnAck {
             endpoint: endpoint.clone(),
@@ -396,7 +419,7 @@ pub(crate) async fn refuse(
     );
     let _ = wire.send(Packet::ConnAck(ConnAck::new(code, false))).await;
     wire.close().await;
-    core.log.record(
+    shared.log.record(
         device,
         closed(endpoint, conn, Side::Cloud, false, "CONNECT refused"),
     );
@@ -404,14 +427,14 @@ pub(crate) async fn refuse(
 
 /// Logs a protocol violation and drops the connection.
 pub(crate) async fn violation(
-    core: &Core,
+    shared: &Shared,
     device: Option<&str>,
     endpoint: Endpoint,
     conn: u64,
     reason: &str,
     wire: Wire,
 ) {
-    core.log.record(
+    shared.log.record(
         device,
         Event::Violation {
             endpoint: endpoint.clone(),
@@ -421,7 +444,8 @@ pub(crate) async fn violation(
         },
     );
     wire.close().await;
-    core.log
+    shared
+        .log
         .record(device, closed(endpoint, conn, Side::Cloud, false, reason));
 }
 

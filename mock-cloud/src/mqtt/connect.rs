@@ -1,11 +1,12 @@
 //! CONNECT: telling DPS from hub connections by username, and the one function that decides
-//! every hub CONNACK ([`Core::decide_hub_connect`], spec/PROTOCOL.md §4.1 and §5.2). Faults that
+//! every hub CONNACK ([`decide_hub_connect`], spec/PROTOCOL.md §4.1 and §5.2). Faults that
 //! change CONNACK codes belong in that function.
 
 use rumqttc::ConnectReturnCode;
 use rustls::pki_types::CertificateDer;
 
-use crate::registry::Core;
+use crate::overlay::Overlay;
+use crate::registry::Registry;
 use crate::sas::{SasError, SasToken, percent_decode};
 
 /// A hub username: `{host}/{deviceId}/?api-version=..&..` (any order, model-id raw or encoded).
@@ -112,132 +113,125 @@ fn refuse(code: ConnectReturnCode, reason: impl Into<String>) -> HubDecision {
     }
 }
 
-impl Core {
-    /// Decides a hub CONNECT: 2 for a client id that is not the username's device, 5 for a bad,
-    /// expired or missing credential or a device unknown on this hub, 5 for a blocked device,
-    /// 3 for a device whose identity on this hub is disabled (spec/PROTOCOL.md §5.2). The codes for
-    /// expired, blocked and disabled follow the fault options; then faults may refuse
-    /// (hub-error `connack`, strict fault injection). Records the token's fingerprint so
-    /// `expire-token` can revoke it.
-    #[allow(
-        clippy::too_many_lines,
-        reason = "every CONNACK decision in one ordered place (spec/PROTOCOL.md §5.2)"
-    )]
-    pub(crate) fn decide_hub_connect(
-        &self,
-        hub: &str,
-        username: Option<&HubUsername>,
-        req: &ConnectRequest<'_>,
-    ) -> HubDecision {
-        use ConnectReturnCode::{BadClientId, NotAuthorized};
-        let Some(u) = username else {
-            return refuse(NotAuthorized, "malformed username");
-        };
-        if !u.host.eq_ignore_ascii_case(hub) {
-            return refuse(
-                NotAuthorized,
-                format!("username names hub {}, this is {hub}", u.host),
-            );
+/// Decides a hub CONNECT: 2 for a client id that is not the username's device, 5 for a bad,
+/// expired or missing credential or a device unknown on this hub, 5 for a blocked device,
+/// 3 for a device whose identity on this hub is disabled (spec/PROTOCOL.md §5.2). The codes for
+/// expired, blocked and disabled follow the fault options; then faults may refuse
+/// (hub-error `connack`, strict fault injection). Records the token's fingerprint so
+/// `expire-token` can revoke it.
+#[allow(
+    clippy::too_many_lines,
+    reason = "every CONNACK decision in one ordered place (spec/PROTOCOL.md §5.2)"
+)]
+pub(crate) fn decide_hub_connect(
+    registry: &Registry,
+    faults: &Overlay,
+    hub: &str,
+    username: Option<&HubUsername>,
+    req: &ConnectRequest<'_>,
+) -> HubDecision {
+    use ConnectReturnCode::{BadClientId, NotAuthorized};
+    let Some(u) = username else {
+        return refuse(NotAuthorized, "malformed username");
+    };
+    if !u.host.eq_ignore_ascii_case(hub) {
+        return refuse(
+            NotAuthorized,
+            format!("username names hub {}, this is {hub}", u.host),
+        );
+    }
+    if u.module_id.is_some() {
+        return refuse(NotAuthorized, "module identities are not supported");
+    }
+    if req.client_id != u.device_id {
+        return refuse(
+            BadClientId,
+            "client id differs from the username's device id",
+        );
+    }
+    let state = registry.lock();
+    let mut fault_state = faults.lock();
+    let options = fault_state.options;
+    let Some(device) = state.devices.get(&u.device_id) else {
+        return refuse(NotAuthorized, "unknown device");
+    };
+    let Some(identity) = device.identities.get(hub).copied() else {
+        return refuse(NotAuthorized, "device not registered on this hub");
+    };
+    let blocked = device.blocked;
+    let mut token_info = None;
+    let credential = match (req.password, state.device_ca(device)) {
+        (Some(token), _) => {
+            let resource = format!("{hub}/devices/{}", u.device_id);
+            let keys = state.device_keys(device);
+            let now = registry
+                .clock
+                .unix_secs()
+                .saturating_add_signed(-options.token_grace_secs);
+            SasToken::parse(token)
+                .and_then(|t| {
+                    token_info = Some(TokenInfo {
+                        fingerprint: t.fingerprint(),
+                        expiry: t.expiry().unwrap_or(0),
+                    });
+                    t.verify(&resource, now, &keys)
+                })
+                .map_err(|e| match e {
+                    SasError::Expired => Refused::Expired,
+                    SasError::WrongResource => Refused::Bad("token for another resource"),
+                    SasError::Malformed => Refused::Bad("malformed token"),
+                    SasError::BadSignature => Refused::Bad("bad signature"),
+                })
         }
-        if u.module_id.is_some() {
-            return refuse(NotAuthorized, "module identities are not supported");
-        }
-        if req.client_id != u.device_id {
-            return refuse(
-                BadClientId,
-                "client id differs from the username's device id",
-            );
-        }
-        let mut state = self.lock();
-        let options = state.faults.options;
-        let Some(device) = state.devices.get(&u.device_id) else {
-            return refuse(NotAuthorized, "unknown device");
-        };
-        let Some(identity) = device.identities.get(hub).copied() else {
-            return refuse(NotAuthorized, "device not registered on this hub");
-        };
-        let blocked = device.blocked;
-        let mut token_info = None;
-        let credential = match (req.password, state.device_ca(device)) {
-            (Some(token), _) => {
-                let resource = format!("{hub}/devices/{}", u.device_id);
-                let keys = state.device_keys(device);
-                let now = self
-                    .clock
-                    .unix_secs()
-                    .saturating_add_signed(-options.token_grace_secs);
-                SasToken::parse(token)
-                    .and_then(|t| {
-                        token_info = Some(TokenInfo {
-                            fingerprint: t.fingerprint(),
-                            expiry: t.expiry().unwrap_or(0),
-                        });
-                        t.verify(&resource, now, &keys)
-                    })
-                    .map_err(|e| match e {
-                        SasError::Expired => Refused::Expired,
-                        SasError::WrongResource => Refused::Bad("token for another resource"),
-                        SasError::Malformed => Refused::Bad("malformed token"),
-                        SasError::BadSignature => Refused::Bad("bad signature"),
-                    })
+        (None, Some(ca_pem)) => {
+            let cn_ok = req
+                .chain
+                .first()
+                .and_then(crate::certs::common_name)
+                .as_deref()
+                == Some(u.device_id.as_str());
+            let chain_ok = crate::certs::first_pem_der(ca_pem)
+                .is_ok_and(|ca| crate::tls::chain_leads_to(&ca, req.chain));
+            if cn_ok && chain_ok {
+                Ok(())
+            } else {
+                Err(Refused::Bad("client certificate not valid for this device"))
             }
-            (None, Some(ca_pem)) => {
-                let cn_ok = req
-                    .chain
-                    .first()
-                    .and_then(crate::certs::common_name)
-                    .as_deref()
-                    == Some(u.device_id.as_str());
-                let chain_ok = crate::certs::first_pem_der(ca_pem)
-                    .is_ok_and(|ca| crate::tls::chain_leads_to(&ca, req.chain));
-                if cn_ok && chain_ok {
-                    Ok(())
-                } else {
-                    Err(Refused::Bad("client certificate not valid for this device"))
-                }
-            }
-            (None, None) => Err(Refused::Bad("no credentials")),
-        };
-        if let (Ok(()), Some(t)) = (&credential, token_info) {
-            state
-                .faults
-                .last_token
-                .insert(u.device_id.clone(), t.fingerprint);
         }
-        let revoked = token_info.is_some_and(|t| {
-            state
-                .faults
-                .revoked
-                .get(&u.device_id)
-                .is_some_and(|r| r.contains(&t.fingerprint))
-        });
-        match credential {
-            Err(Refused::Bad(why)) => return refuse(NotAuthorized, why),
-            Err(Refused::Expired) => {
-                return refuse(code(options.expired_connack), "token expired");
-            }
-            Ok(()) if revoked => {
-                return refuse(code(options.expired_connack), "token expired (forced)");
-            }
-            Ok(()) => {}
+        (None, None) => Err(Refused::Bad("no credentials")),
+    };
+    if let (Ok(()), Some(t)) = (&credential, token_info) {
+        fault_state
+            .last_token
+            .insert(u.device_id.clone(), t.fingerprint);
+    }
+    let revoked = token_info.is_some_and(|t| fault_state.revoked(&u.device_id, t.fingerprint));
+    match credential {
+        Err(Refused::Bad(why)) => return refuse(NotAuthorized, why),
+        Err(Refused::Expired) => {
+            return refuse(code(options.expired_connack), "token expired");
         }
-        if blocked {
-            return refuse(code(options.blocked_connack), "device blocked");
+        Ok(()) if revoked => {
+            return refuse(code(options.expired_connack), "token expired (forced)");
         }
-        if !identity.enabled {
-            return refuse(
-                code(options.disabled_connack),
-                "device disabled on this hub",
-            );
-        }
-        if let Some((c, why)) = self.fault_refusal(&mut state, hub, &u.device_id) {
-            return refuse(code(c), why);
-        }
-        HubDecision::Accept {
-            device: u.device_id.clone(),
-            model_id: u.model_id.clone(),
-            token: token_info,
-        }
+        Ok(()) => {}
+    }
+    if blocked {
+        return refuse(code(options.blocked_connack), "device blocked");
+    }
+    if !identity.enabled {
+        return refuse(
+            code(options.disabled_connack),
+            "device disabled on this hub",
+        );
+    }
+    if let Some((c, why)) = faults.fault_refusal(&mut fault_state, hub, &u.device_id) {
+        return refuse(code(c), why);
+    }
+    HubDecision::Accept {
+        device: u.device_id.clone(),
+        model_id: u.model_id.clone(),
+        token: token_info,
     }
 }
 

@@ -18,9 +18,9 @@ use super::conn::{Inbound, Wire, before_connack, closed, log_connect, password, 
 use super::connect::DpsUsername;
 use super::topics::{DpsTopic, dps_response_topic, parse_dps_publish};
 use crate::dps::{DpsAuth, DpsReply};
-use crate::fault::state::AfterConnect;
 use crate::log::{DpsRequestKind, Endpoint, Event, Transport};
-use crate::registry::Core;
+use crate::overlay::AfterConnect;
+use crate::shared::Shared;
 
 const RESPONSE_FILTER: &str = "$dps/registrations/res/#";
 
@@ -30,7 +30,7 @@ const RESPONSE_FILTER: &str = "$dps/registrations/res/#";
     reason = "the DPS session loop with its per-packet answers"
 )]
 pub(crate) async fn serve(
-    core: Arc<Core>,
+    shared: Arc<Shared>,
     mut wire: Wire,
     conn: u64,
     connect: &Connect,
@@ -40,19 +40,19 @@ pub(crate) async fn serve(
 ) {
     let reg = user.registration_id.clone();
     let endpoint = Endpoint::DpsMqtt;
-    log_connect(&core, Some(&reg), endpoint.clone(), conn, connect, &chain);
-    match before_connack(&core, None, &reg).await {
+    log_connect(&shared, Some(&reg), endpoint.clone(), conn, connect, &chain);
+    match before_connack(&shared, None, &reg).await {
         AfterConnect::Blackhole => {
             tracing::debug!(%reg, %peer, "DPS connection blackholed");
-            return wire.swallow(core.shutdown.clone()).await;
+            return wire.swallow(shared.shutdown.clone()).await;
         }
         AfterConnect::Reset => return wire.reset(),
         AfterConnect::Proceed | AfterConnect::Hold(_) => {}
     }
-    wire.watch(Arc::clone(&core), None, reg.clone());
-    if !user.scope.eq_ignore_ascii_case(&core.id_scope) {
+    wire.watch(Arc::clone(&shared), None, reg.clone());
+    if !user.scope.eq_ignore_ascii_case(&shared.id_scope) {
         return refuse(
-            &core,
+            &shared,
             Some(&reg),
             endpoint,
             conn,
@@ -64,7 +64,7 @@ pub(crate) async fn serve(
     }
     if connect.client_id != reg {
         return refuse(
-            &core,
+            &shared,
             Some(&reg),
             endpoint,
             conn,
@@ -75,7 +75,7 @@ pub(crate) async fn serve(
         .await;
     }
     // Logged before it is sent, so that the log keeps cause before effect.
-    core.log.record(
+    shared.log.record(
         Some(&reg),
         Event::ConnAck {
             endpoint: endpoint.clone(),
@@ -102,7 +102,7 @@ pub(crate) async fn serve(
             DpsAuth::Chain(&chain)
         }
     };
-    let shutdown = core.shutdown.clone();
+    let shutdown = shared.shutdown.clone();
     let (by, reason) = loop {
         let inbound = tokio::select! {
             biased;
@@ -114,7 +114,7 @@ pub(crate) async fn serve(
             Inbound::Closed => break (Side::Device, "socket closed".to_owned()),
             Inbound::KeepAliveExpired => break (Side::Cloud, "keep-alive expired".to_owned()),
             Inbound::Malformed(e) => {
-                break violation(&core, &reg, conn, format!("malformed packet: {e}"));
+                break violation(&shared, &reg, conn, format!("malformed packet: {e}"));
             }
         };
         let reply = match packet {
@@ -136,9 +136,9 @@ pub(crate) async fn serve(
             Packet::PingReq => vec![Packet::PingResp],
             Packet::Disconnect => break (Side::Device, "DISCONNECT".to_owned()),
             Packet::Publish(p) if p.qos == QoS::ExactlyOnce => {
-                break violation(&core, &reg, conn, "PUBLISH with QoS 2".into());
+                break violation(&shared, &reg, conn, "PUBLISH with QoS 2".into());
             }
-            Packet::Publish(p) if core.blackholed(None, &reg) => {
+            Packet::Publish(p) if shared.faults.blackholed(None, &reg) => {
                 let request = match parse_dps_publish(&p.topic) {
                     Ok(DpsTopic::Poll { .. }) => DpsRequestKind::Poll,
                     _ => DpsRequestKind::Register,
@@ -148,20 +148,24 @@ pub(crate) async fn serve(
                     request,
                     reason: "network blackhole".into(),
                 };
-                core.log.record(Some(&reg), event);
+                shared.log.record(Some(&reg), event);
                 Vec::new()
             }
             Packet::Publish(p) => {
                 let answer = match parse_dps_publish(&p.topic) {
                     Ok(DpsTopic::Register { rid }) => (
                         rid,
-                        core.dps_register(Transport::Mqtt, &user.scope, &reg, auth(), &p.payload),
+                        shared
+                            .dps
+                            .register(Transport::Mqtt, &user.scope, &reg, auth(), &p.payload),
                     ),
                     Ok(DpsTopic::Poll { rid, operation_id }) => (
                         rid,
-                        core.dps_poll(Transport::Mqtt, &user.scope, &reg, &operation_id, auth()),
+                        shared
+                            .dps
+                            .poll(Transport::Mqtt, &user.scope, &reg, &operation_id, auth()),
                     ),
-                    Err(e) => break violation(&core, &reg, conn, e.0),
+                    Err(e) => break violation(&shared, &reg, conn, e.0),
                 };
                 let mut out = Vec::new();
                 if p.qos == QoS::AtLeastOnce {
@@ -170,7 +174,7 @@ pub(crate) async fn serve(
                 out.push(Packet::Publish(response(&answer.0, &answer.1)));
                 out
             }
-            other => break violation(&core, &reg, conn, format!("unexpected packet {other:?}")),
+            other => break violation(&shared, &reg, conn, format!("unexpected packet {other:?}")),
         };
         let mut sent = true;
         for packet in reply {
@@ -185,7 +189,8 @@ pub(crate) async fn serve(
     } else {
         wire.close().await;
     }
-    core.log
+    shared
+        .log
         .record(Some(&reg), closed(endpoint, conn, by, true, &reason));
 }
 
@@ -194,13 +199,13 @@ fn response(rid: &str, reply: &DpsReply) -> Publish {
     Publish::new(topic, QoS::AtMostOnce, reply.body.to_string())
 }
 
-fn violation(core: &Core, reg: &str, conn: u64, reason: String) -> (Side, String) {
+fn violation(shared: &Shared, reg: &str, conn: u64, reason: String) -> (Side, String) {
     let event = Event::Violation {
         endpoint: Endpoint::DpsMqtt,
         conn,
         reason: reason.clone(),
         action: "disconnected".into(),
     };
-    core.log.record(Some(reg), event);
+    shared.log.record(Some(reg), event);
     (Side::Cloud, reason)
 }

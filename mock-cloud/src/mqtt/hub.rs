@@ -14,9 +14,9 @@ use super::conn::{Inbound, Wire, closed};
 pub(crate) use super::hub_faults::Accepted;
 use super::hub_faults::{SessionFaults, applied_from_telemetry, inject_from_properties};
 use super::topics::{HubTopic, parse_hub_publish};
-use crate::fault::state::CloseHow;
 use crate::log::{Endpoint, Event};
-use crate::registry::{ConnControl, Core, LiveConn, writable_acks};
+use crate::registry::{CloseHow, ConnControl, LiveConn, writable_acks};
+use crate::shared::Shared;
 
 /// How the session loop ended.
 pub(super) struct End {
@@ -51,7 +51,7 @@ async fn until(at: Option<tokio::time::Instant>) {
 }
 
 pub(super) struct HubSession {
-    pub(super) core: Arc<Core>,
+    pub(super) shared: Arc<Shared>,
     pub(super) hub: String,
     pub(super) device: String,
     pub(super) conn: u64,
@@ -66,7 +66,12 @@ pub(super) struct HubSession {
     clippy::too_many_lines,
     reason = "session set-up, loop and cleanup belong together"
 )]
-pub(crate) async fn serve(core: Arc<Core>, mut wire: Wire, accepted: Accepted, connect: Connect) {
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    mut wire: Wire,
+    accepted: Accepted,
+    connect: Connect,
+) {
     let Accepted {
         hub,
         conn,
@@ -77,7 +82,7 @@ pub(crate) async fn serve(core: Arc<Core>, mut wire: Wire, accepted: Accepted, c
     let (tx, mut ctl) = mpsc::unbounded_channel();
     let key = (hub.clone(), device.clone());
     let session_present = {
-        let mut state = core.lock();
+        let mut state = shared.registry.lock();
         if let Some(old) = state.live.insert(
             device.clone(),
             LiveConn {
@@ -106,7 +111,7 @@ pub(crate) async fn serve(core: Arc<Core>, mut wire: Wire, accepted: Accepted, c
     };
     let endpoint = Endpoint::Hub(hub.clone());
     // Logged before it is sent, so that the log keeps cause before effect.
-    core.log.record(
+    shared.log.record(
         Some(&device),
         Event::ConnAck {
             endpoint: endpoint.clone(),
@@ -123,12 +128,12 @@ pub(crate) async fn serve(core: Arc<Core>, mut wire: Wire, accepted: Accepted, c
         )))
         .await
     {
-        core.lock().live.retain(|_, l| l.conn != conn);
+        shared.registry.lock().live.retain(|_, l| l.conn != conn);
         return;
     }
     let mut s = HubSession {
-        faults: SessionFaults::new(&core, token),
-        core: Arc::clone(&core),
+        faults: SessionFaults::new(&shared, token),
+        shared: Arc::clone(&shared),
         hub,
         device,
         conn,
@@ -137,8 +142,8 @@ pub(crate) async fn serve(core: Arc<Core>, mut wire: Wire, accepted: Accepted, c
         next_pkid: 1,
     };
     let mut will = connect.last_will;
-    let shutdown = core.shutdown.clone();
-    let outcome = if let Some(drop) = core.drop_after_connack(&s.hub, &s.device) {
+    let shutdown = shared.shutdown.clone();
+    let outcome = if let Some(drop) = shared.faults.drop_after_connack(&s.hub, &s.device) {
         kicked(drop)
     } else {
         s.deliver_c2d(&mut wire).await;
@@ -152,11 +157,11 @@ pub(crate) async fn serve(core: Arc<Core>, mut wire: Wire, accepted: Accepted, c
                     Some(ConnControl::Publish(p)) => if !wire.send(Packet::Publish(p)).await { break end(Side::Device, "socket closed") },
                     Some(ConnControl::C2dAvailable) => s.deliver_c2d(&mut wire).await,
                     Some(ConnControl::Silence) => s.faults.silent = true,
-                    Some(ConnControl::Recheck) => if let Some(e) = s.faults.recheck(&core, &s.device) { break kicked(e) },
+                    Some(ConnControl::Recheck) => if let Some(e) = s.faults.recheck(&shared, &s.device) { break kicked(e) },
                     Some(ConnControl::Inject { inject, id }) => s.faults.schedule(inject, id),
                     None => break end(Side::Cloud, "connection superseded"),
                 },
-                () = until(s.faults.deadline()) => if let Some(e) = s.faults.on_deadline(&core, &s.device) { break kicked(e) },
+                () = until(s.faults.deadline()) => if let Some(e) = s.faults.on_deadline(&shared, &s.device) { break kicked(e) },
                 inbound = wire.next() => match inbound {
                     Inbound::Packet(_) if s.faults.silent => {}
                     Inbound::Packet(p) => if let Some(e) = s.handle(&mut wire, p).await { break e },
@@ -171,7 +176,7 @@ pub(crate) async fn serve(core: Arc<Core>, mut wire: Wire, accepted: Accepted, c
         will = None;
     }
     {
-        let mut state = core.lock();
+        let mut state = shared.registry.lock();
         if state.live.get(&s.device).is_some_and(|l| l.conn == conn) {
             state.live.remove(&s.device);
         }
@@ -185,7 +190,7 @@ pub(crate) async fn serve(core: Arc<Core>, mut wire: Wire, accepted: Accepted, c
     } else {
         wire.close().await;
     }
-    core.log.record(
+    shared.log.record(
         Some(&s.device),
         closed(endpoint, conn, outcome.by, true, &outcome.reason),
     );
@@ -206,7 +211,7 @@ impl HubSession {
             reason: reason.clone(),
             action: "disconnected".into(),
         };
-        self.core.log.record(Some(&self.device), event);
+        self.shared.log.record(Some(&self.device), event);
         end(Side::Cloud, reason)
     }
 
@@ -244,7 +249,7 @@ impl HubSession {
             _ => None,
         };
         if matches!(topic, HubTopic::Telemetry { .. })
-            && p.payload.len() > self.core.max_message_size
+            && p.payload.len() > self.shared.max_message_size
         {
             // Refused before any PUBACK: an acknowledged message is never dropped.
             return Some(self.violation(format!(
@@ -269,7 +274,7 @@ impl HubSession {
             }
         };
         // The hub kills the connection before the PUBACK of a fault-injection message (§6).
-        let puback = inject.is_none() || self.core.lock().faults.options.inject_puback;
+        let puback = inject.is_none() || self.shared.faults.options().inject_puback;
         if p.qos == QoS::AtLeastOnce
             && puback
             && !wire.send(Packet::PubAck(PubAck::new(p.pkid))).await
@@ -277,7 +282,7 @@ impl HubSession {
             return Some(end(Side::Device, "socket closed"));
         }
         if let Some(i) = inject {
-            let id = applied_from_telemetry(&self.core, &i);
+            let id = applied_from_telemetry(&self.shared, &i);
             self.faults.schedule(i, id);
         }
         match reply {
@@ -295,12 +300,12 @@ impl HubSession {
             payload: String::from_utf8_lossy(payload).into_owned(),
             size: payload.len(),
         };
-        self.core.log.record(Some(&self.device), event);
+        self.shared.log.record(Some(&self.device), event);
     }
 
     /// A twin GET answer (`$iothub/twin/res/{status}/?$rid=`), logged.
     fn twin_answer(&self, rid: &str, status: u16, body: String) -> Publish {
-        self.core.log.record(
+        self.shared.log.record(
             Some(&self.device),
             Event::TwinGet {
                 hub: self.hub.clone(),
@@ -317,11 +322,12 @@ impl HubSession {
 
     fn twin_get(&self, rid: &str) -> Publish {
         // A hub-error `twin` fault answers with its status and no body.
-        if let Some(status) = self.core.twin_error(&self.hub, &self.device) {
+        if let Some(status) = self.shared.faults.twin_error(&self.hub, &self.device) {
             return self.twin_answer(rid, status, String::new());
         }
         let doc = self
-            .core
+            .shared
+            .registry
             .lock()
             .devices
             .get(&self.device)
@@ -335,7 +341,7 @@ impl HubSession {
     fn twin_reported(&self, rid: &str, payload: &[u8]) -> Publish {
         let patch = serde_json::from_slice::<Value>(payload).ok();
         // A hub-error `twin` fault answers with its status; nothing is applied.
-        let faulted = self.core.twin_error(&self.hub, &self.device);
+        let faulted = self.shared.faults.twin_error(&self.hub, &self.device);
         let (status, version, patch) = match (faulted, patch) {
             (Some(status), patch) => (status, None, patch.unwrap_or(Value::Null)),
             (None, patch) => self.apply_reported(patch),
@@ -347,7 +353,7 @@ impl HubSession {
             version,
             patch,
         };
-        self.core.log.record(Some(&self.device), event);
+        self.shared.log.record(Some(&self.device), event);
         let topic = match version {
             Some(v) => format!("$iothub/twin/res/{status}/?$rid={rid}&$version={v}"),
             None => format!("$iothub/twin/res/{status}/?$rid={rid}"),
@@ -360,7 +366,8 @@ impl HubSession {
         match patch {
             Some(Value::Object(obj)) => {
                 let version = self
-                    .core
+                    .shared
+                    .registry
                     .lock()
                     .devices
                     .get_mut(&self.device)
@@ -373,9 +380,9 @@ impl HubSession {
                         av: a.av,
                         ad: a.ad,
                     };
-                    self.core.log.record(Some(&self.device), event);
+                    self.shared.log.record(Some(&self.device), event);
                 }
-                self.core.touch();
+                self.shared.registry.touch();
                 (
                     if version.is_some() { 204 } else { 404 },
                     version,
@@ -388,13 +395,13 @@ impl HubSession {
 
     fn method_response(&self, status: i32, rid: &str, payload: &[u8]) {
         let pending = {
-            let mut state = self.core.lock();
+            let mut state = self.shared.registry.lock();
             match state.methods.get(rid) {
                 Some(p) if p.device == self.device => state.methods.remove(rid),
                 _ => None,
             }
         };
-        self.core.log.record(
+        self.shared.log.record(
             Some(&self.device),
             Event::MethodResponse {
                 hub: self.hub.clone(),
@@ -428,7 +435,7 @@ impl HubSession {
                     reason: format!("will topic {} not allowed", will.topic),
                     action: "will dropped".into(),
                 };
-                self.core.log.record(Some(&self.device), event);
+                self.shared.log.record(Some(&self.device), event);
             }
         }
     }

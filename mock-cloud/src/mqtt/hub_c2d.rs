@@ -7,7 +7,7 @@ use rumqttc::{
 
 use super::conn::Wire;
 use super::hub::{End, HubSession, end};
-use super::topics::{C2D_FILTER, hub_filter};
+use super::topics::{C2D_FILTER, encode_property_bag, hub_filter};
 use crate::log::Event;
 use hubswap_spec::trace::Side;
 
@@ -17,7 +17,7 @@ impl HubSession {
         let mut codes = Vec::new();
         let mut c2d_added = false;
         {
-            let mut state = self.core.lock();
+            let mut state = self.shared.registry.lock();
             let session = state
                 .sessions
                 .entry((self.hub.clone(), self.device.clone()))
@@ -48,9 +48,9 @@ impl HubSession {
                 reason: format!("subscription to {path} not allowed"),
                 action: "refused in SUBACK".into(),
             };
-            self.core.log.record(Some(&self.device), event);
+            self.shared.log.record(Some(&self.device), event);
         }
-        self.core.log.record(
+        self.shared.log.record(
             Some(&self.device),
             Event::Subscribed {
                 endpoint: self.endpoint(),
@@ -72,7 +72,7 @@ impl HubSession {
 
     pub(super) async fn unsubscribe(&mut self, wire: &mut Wire, u: Unsubscribe) -> Option<End> {
         {
-            let mut state = self.core.lock();
+            let mut state = self.shared.registry.lock();
             if let Some(session) = state
                 .sessions
                 .get_mut(&(self.hub.clone(), self.device.clone()))
@@ -91,7 +91,7 @@ impl HubSession {
     /// Publishes every queued C2D message not yet sent on this connection (QoS 1).
     pub(super) async fn deliver_c2d(&mut self, wire: &mut Wire) {
         let todo: Vec<_> = {
-            let state = self.core.lock();
+            let state = self.shared.registry.lock();
             let Some(session) = state.sessions.get(&(self.hub.clone(), self.device.clone())) else {
                 return;
             };
@@ -107,14 +107,19 @@ impl HubSession {
         };
         for m in todo {
             let pkid = self.pkid();
-            let mut p = Publish::from_bytes(m.topic.clone(), QoS::AtLeastOnce, m.payload.clone());
+            let topic = format!(
+                "devices/{}/messages/devicebound/{}",
+                self.device,
+                encode_property_bag(&m.properties)
+            );
+            let mut p = Publish::from_bytes(topic, QoS::AtLeastOnce, m.payload.clone());
             p.pkid = pkid;
             if !wire.send(Packet::Publish(p)).await {
                 return;
             }
             self.sent.insert(m.id.clone());
             self.inflight.insert(pkid, m.id.clone());
-            self.core.log.record(
+            self.shared.log.record(
                 Some(&self.device),
                 Event::C2dDelivered {
                     message_id: m.id,
@@ -129,14 +134,15 @@ impl HubSession {
             return;
         };
         if let Some(session) = self
-            .core
+            .shared
+            .registry
             .lock()
             .sessions
             .get_mut(&(self.hub.clone(), self.device.clone()))
         {
             session.c2d.retain(|m| m.id != id);
         }
-        self.core
+        self.shared
             .log
             .record(Some(&self.device), Event::C2dAcked { message_id: id });
     }

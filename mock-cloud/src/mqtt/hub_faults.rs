@@ -9,10 +9,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::connect::TokenInfo;
-use crate::fault::state::{CloseHow, Refusal};
 use crate::fault::{Fault, FaultId, Inject, InjectKind};
 use crate::log::FaultPhase;
-use crate::registry::Core;
+use crate::overlay::Refusal;
+use crate::registry::CloseHow;
+use crate::shared::Shared;
 
 /// What the hub learnt at CONNECT about an accepted connection.
 #[derive(Debug, Clone)]
@@ -35,23 +36,23 @@ pub(crate) struct SessionFaults {
 }
 
 impl SessionFaults {
-    pub(crate) fn new(core: &Core, token: Option<TokenInfo>) -> Self {
+    pub(crate) fn new(shared: &Shared, token: Option<TokenInfo>) -> Self {
         let mut s = Self {
             token,
             ..Self::default()
         };
-        s.arm(core);
+        s.arm(shared);
         s
     }
 
     /// When the token expires on the cloud's clock (with grace), if expiry drops connections.
-    fn arm(&mut self, core: &Core) {
+    fn arm(&mut self, shared: &Shared) {
         let (grace, drop) = {
-            let o = core.lock().faults.options;
+            let o = shared.faults.options();
             (o.token_grace_secs, o.drop_on_expiry)
         };
         self.expiry = self.token.filter(|_| drop).map(|t| {
-            let now = i128::from(core.clock.unix_secs());
+            let now = i128::from(shared.clock.unix_secs());
             let left = i128::from(t.expiry) + i128::from(grace) - now;
             let left = u64::try_from(left.max(0)).unwrap_or(u64::MAX);
             Instant::now()
@@ -69,31 +70,30 @@ impl SessionFaults {
     }
 
     /// Re-judges the token: `Some` ends the connection.
-    pub(crate) fn recheck(&mut self, core: &Core, device: &str) -> Option<(CloseHow, String)> {
+    pub(crate) fn recheck(&mut self, shared: &Shared, device: &str) -> Option<(CloseHow, String)> {
         let t = self.token?;
-        let revoked = core
-            .lock()
-            .faults
-            .revoked
-            .get(device)
-            .is_some_and(|r| r.contains(&t.fingerprint));
+        let revoked = shared.faults.lock().revoked(device, t.fingerprint);
         if revoked {
             return Some((CloseHow::Drop, "SAS token expired (forced)".into()));
         }
-        self.arm(core);
+        self.arm(shared);
         self.expiry
             .filter(|e| *e <= Instant::now())
             .map(|_| (CloseHow::Drop, "SAS token expired".into()))
     }
 
     /// At [`SessionFaults::deadline`]: fire a due fault injection or re-judge the token.
-    pub(crate) fn on_deadline(&mut self, core: &Core, device: &str) -> Option<(CloseHow, String)> {
+    pub(crate) fn on_deadline(
+        &mut self,
+        shared: &Shared,
+        device: &str,
+    ) -> Option<(CloseHow, String)> {
         if self.inject.as_ref().is_some_and(|i| i.0 <= Instant::now())
             && let Some((_, inject, id)) = self.inject.take()
         {
-            return Some(fire(core, device, &inject, id));
+            return Some(fire(shared, device, &inject, id));
         }
-        self.recheck(core, device)
+        self.recheck(shared, device)
     }
 
     /// Schedules a fault injection after its delay.
@@ -129,9 +129,9 @@ pub(crate) fn inject_from_properties(
 }
 
 /// Logs a telemetry-triggered injection as applied and returns its id.
-pub(crate) fn applied_from_telemetry(core: &Core, inject: &Inject) -> FaultId {
-    let id = core.lock().faults.next_id();
-    core.log_fault(
+pub(crate) fn applied_from_telemetry(shared: &Shared, inject: &Inject) -> FaultId {
+    let id = shared.faults.lock().next_id();
+    shared.faults.log_fault(
         FaultPhase::Applied,
         id,
         &Fault::Inject(inject.clone()),
@@ -141,7 +141,7 @@ pub(crate) fn applied_from_telemetry(core: &Core, inject: &Inject) -> FaultId {
 }
 
 /// Fires an injection: how to close, why; in strict mode, refuses reconnects for its duration.
-fn fire(core: &Core, device: &str, inject: &Inject, id: FaultId) -> (CloseHow, String) {
+fn fire(shared: &Shared, device: &str, inject: &Inject, id: FaultId) -> (CloseHow, String) {
     let (how, code) = match inject.kind {
         InjectKind::KillTcp => (CloseHow::Reset, None),
         InjectKind::ShutDownMqtt => (CloseHow::Graceful, None),
@@ -152,11 +152,11 @@ fn fire(core: &Core, device: &str, inject: &Inject, id: FaultId) -> (CloseHow, S
     };
     let mut detail = format!("{:?}: connection closed ({how:?})", inject.kind);
     {
-        let mut state = core.lock();
-        if state.faults.options.inject_strict
+        let mut faults = shared.faults.lock();
+        if faults.options.inject_strict
             && let (Some(code), Some(d)) = (code, inject.duration)
         {
-            state.faults.refusals.insert(
+            faults.refusals.insert(
                 device.to_owned(),
                 Refusal {
                     until: std::time::Instant::now() + d,
@@ -166,7 +166,7 @@ fn fire(core: &Core, device: &str, inject: &Inject, id: FaultId) -> (CloseHow, S
             let _ = write!(detail, "; reconnects refused with CONNACK {code} for {d:?}");
         }
     }
-    core.log_fault(
+    shared.faults.log_fault(
         FaultPhase::Triggered,
         id,
         &Fault::Inject(inject.clone()),

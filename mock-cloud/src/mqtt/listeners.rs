@@ -1,5 +1,6 @@
-//! The hubs' listeners, which faults close (`hub-down closed`, `name-gone`) and reopen on the
-//! same address (`hub-restore`).
+//! The hubs' listeners, owned by the cloud. Faults close them (`hub-down closed`, `name-gone`)
+//! and reopen them on the same address (`hub-restore`) through [`Listeners`], the operator
+//! through the control API.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,8 @@ use tokio_util::task::TaskTracker;
 
 use super::{Listener, Role, bind, spawn};
 use crate::Error;
-use crate::registry::Core;
+use crate::overlay::Listeners;
+use crate::shared::Shared;
 
 /// One hub's listener and address.
 #[derive(Debug)]
@@ -23,14 +25,21 @@ pub(crate) struct HubRuntime {
 /// Every hub's listener.
 #[derive(Debug)]
 pub(crate) struct HubListeners {
+    shared: Arc<Shared>,
     tls: Arc<ServerConfig>,
     tracker: TaskTracker,
     hubs: AsyncMutex<Vec<HubRuntime>>,
 }
 
 impl HubListeners {
-    pub(crate) fn new(tls: Arc<ServerConfig>, tracker: TaskTracker, hubs: Vec<HubRuntime>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        tls: Arc<ServerConfig>,
+        tracker: TaskTracker,
+        hubs: Vec<HubRuntime>,
+    ) -> Self {
         Self {
+            shared,
             tls,
             tracker,
             hubs: AsyncMutex::new(hubs),
@@ -47,8 +56,19 @@ impl HubListeners {
             .collect()
     }
 
+    /// Closes every listener (shutdown).
+    pub(crate) async fn stop_all(&self) {
+        for hub in self.hubs.lock().await.iter_mut() {
+            if let Some(l) = hub.listener.take() {
+                l.stop().await;
+            }
+        }
+    }
+}
+
+impl Listeners for HubListeners {
     /// Closes a hub's listener: new connections are refused by the kernel.
-    pub(crate) async fn stop(&self, host: &str) -> Result<(), Error> {
+    async fn stop(&self, host: &str) -> Result<(), Error> {
         let mut hubs = self.hubs.lock().await;
         let hub = hubs
             .iter_mut()
@@ -61,7 +81,7 @@ impl HubListeners {
     }
 
     /// Reopens a hub's listener on its previous address (no-op when it listens).
-    pub(crate) async fn start(&self, core: &Arc<Core>, host: &str) -> Result<(), Error> {
+    async fn start(&self, host: &str) -> Result<(), Error> {
         let mut hubs = self.hubs.lock().await;
         let hub = hubs
             .iter_mut()
@@ -74,7 +94,7 @@ impl HubListeners {
                 "the hub's previous address",
             )?;
             hub.listener = Some(spawn(
-                Arc::clone(core),
+                Arc::clone(&self.shared),
                 std,
                 Arc::clone(&self.tls),
                 Role::Hub(host.to_owned()),
@@ -82,14 +102,5 @@ impl HubListeners {
             )?);
         }
         Ok(())
-    }
-
-    /// Closes every listener (shutdown).
-    pub(crate) async fn stop_all(&self) {
-        for hub in self.hubs.lock().await.iter_mut() {
-            if let Some(l) = hub.listener.take() {
-                l.stop().await;
-            }
-        }
     }
 }

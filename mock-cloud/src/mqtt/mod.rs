@@ -8,10 +8,8 @@ pub(crate) mod dps;
 pub(crate) mod hub;
 mod hub_c2d;
 mod hub_faults;
-mod listeners;
+pub(crate) mod listeners;
 pub(crate) mod topics;
-
-pub(crate) use listeners::{HubListeners, HubRuntime};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Error;
-use crate::fault::state::Gate;
 use crate::log::{Endpoint, Event};
-use crate::registry::Core;
+use crate::overlay::Gate;
+use crate::shared::Shared;
 
 /// What a listener serves: DPS only, or a hub (which also accepts DPS usernames).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +78,7 @@ pub(crate) fn bind(
 
 /// Starts the accept loop on an already bound listener.
 pub(crate) fn spawn(
-    core: Arc<Core>,
+    shared: Arc<Shared>,
     listener: std::net::TcpListener,
     tls: Arc<ServerConfig>,
     role: Role,
@@ -94,7 +92,7 @@ pub(crate) fn spawn(
     let stop = CancellationToken::new();
     let acceptor = TlsAcceptor::from(tls);
     let task = tokio::spawn(accept_loop(
-        core,
+        shared,
         listener,
         acceptor,
         role,
@@ -105,14 +103,14 @@ pub(crate) fn spawn(
 }
 
 async fn accept_loop(
-    core: Arc<Core>,
+    shared: Arc<Shared>,
     listener: TcpListener,
     acceptor: TlsAcceptor,
     role: Role,
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
-    let shutdown = core.shutdown.clone();
+    let shutdown = shared.shutdown.clone();
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -122,8 +120,8 @@ async fn accept_loop(
         match accepted {
             Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
-                let conn = core.next_id();
-                core.log.record(
+                let conn = shared.registry.next_id();
+                shared.log.record(
                     None,
                     Event::TcpAccepted {
                         endpoint: role.endpoint(),
@@ -132,13 +130,13 @@ async fn accept_loop(
                     },
                 );
                 let gate = match &role {
-                    Role::Hub(hub) => core.hub_gate(hub),
+                    Role::Hub(hub) => shared.faults.hub_gate(hub),
                     Role::Dps => Gate::Open,
                 };
                 match (gate, &role) {
                     (Gate::Open, _) | (_, Role::Dps) => {
                         tracker.spawn(conn::run(
-                            Arc::clone(&core),
+                            Arc::clone(&shared),
                             acceptor.clone(),
                             tcp,
                             role.clone(),
@@ -146,13 +144,13 @@ async fn accept_loop(
                         ));
                     }
                     (Gate::Reset, Role::Hub(hub)) => {
-                        refused(&core, None, hub, conn, &peer.to_string(), "reset");
+                        refused(&shared, None, hub, conn, &peer.to_string(), "reset");
                         let _ = tcp.set_zero_linger();
                         drop(tcp);
                     }
                     (Gate::Blackhole, Role::Hub(hub)) => {
-                        refused(&core, None, hub, conn, &peer.to_string(), "blackhole");
-                        tracker.spawn(swallow(core.shutdown.clone(), tcp));
+                        refused(&shared, None, hub, conn, &peer.to_string(), "blackhole");
+                        tracker.spawn(swallow(shared.shutdown.clone(), tcp));
                     }
                 }
             }
@@ -167,14 +165,14 @@ async fn accept_loop(
 
 /// Logs a refusal below MQTT.
 pub(crate) fn refused(
-    core: &Core,
+    shared: &Shared,
     device: Option<&str>,
     hub: &str,
     conn: u64,
     peer: &str,
     how: &str,
 ) {
-    core.log.record(
+    shared.log.record(
         device,
         Event::HubRefused {
             hub: hub.to_owned(),

@@ -1,45 +1,26 @@
-//! Operator controls on the registry: enrollments, devices, twins, direct methods and C2D.
-//! [`crate::MockCloud`] and the admin API are thin wrappers over these.
+//! Operator controls on the registry: enrollments, devices, twins, direct methods, C2D, and
+//! the live connections (kick, silence, re-judge the token).
+//! [`crate::CloudHandle`] (and so the admin API) is a thin wrapper over these.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::{Publish, QoS};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::{
-    C2dMessage, CloseHow, ConnControl, Core, Device, DeviceAuth, EnrollmentGroup, GroupAttestation,
-    HubIdentity, HubStatus, IndividualEnrollment, PendingMethod, Twin,
+    C2dMessage, CloseHow, ConnControl, Device, DeviceAuth, DeviceInfo, EnrollmentGroup,
+    GroupAttestation, HubIdentity, HubStatus, IndividualEnrollment, LiveConn, MethodResponse,
+    PendingMethod, Registry, Twin,
 };
 use crate::log::Event;
-use crate::mqtt::topics::encode_property_bag;
 use crate::{Error, sas};
 
 /// Pending C2D messages per device, as on IoT Hub.
 const C2D_QUEUE_LIMIT: usize = 50;
 
-/// A device's answer to a direct method.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MethodResponse {
-    /// The status the device chose.
-    pub status: i32,
-    /// The payload (`null` when empty or not JSON text).
-    pub payload: Value,
-}
-
-/// A device with its connection status, as listed by the control APIs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeviceInfo {
-    /// The registry entry.
-    #[serde(flatten)]
-    pub device: Device,
-    /// The hub it is connected to right now, if any.
-    pub connected_to: Option<String>,
-}
-
-impl Core {
+impl Registry {
     /// Adds (or replaces) a symmetric-key group; missing keys are generated.
     pub(crate) fn add_symmetric_group(
         &self,
@@ -222,11 +203,6 @@ impl Core {
         self.lock().hubs.clone()
     }
 
-    /// Drops the device's live connection (on `hub`, or wherever it is). Returns whether one existed.
-    pub(crate) fn kick_on(&self, id: &str, hub: Option<&str>, reason: &str) -> bool {
-        self.kick_how(id, hub, reason, CloseHow::Drop)
-    }
-
     /// The device's twin.
     pub(crate) fn twin(&self, id: &str) -> Result<Twin, Error> {
         self.lock()
@@ -365,10 +341,6 @@ impl Core {
             ),
         ];
         bag.extend(properties.iter().cloned());
-        let topic = format!(
-            "devices/{id}/messages/devicebound/{}",
-            encode_property_bag(&bag)
-        );
         let mut state = self.lock();
         let device = state
             .devices
@@ -381,7 +353,7 @@ impl Core {
         }
         session.c2d.push_back(C2dMessage {
             id: message_id.clone(),
-            topic,
+            properties: bag,
             payload,
         });
         if let Some(live) = state.live.get(id) {
@@ -401,5 +373,78 @@ impl Core {
     pub(crate) fn control(&self, action: String) {
         self.log.record(None, Event::Control { action });
         self.touch();
+    }
+
+    /// Closes live connections `pick` selects; returns how many.
+    pub(crate) fn kick_where(
+        &self,
+        mut pick: impl FnMut(&str, &LiveConn) -> bool,
+        reason: &str,
+        how: CloseHow,
+    ) -> usize {
+        let state = self.lock();
+        state
+            .live
+            .iter()
+            .filter(|(d, l)| pick(d, l))
+            .filter(|(_, l)| {
+                l.tx.send(ConnControl::Kick {
+                    reason: reason.to_owned(),
+                    how,
+                })
+                .is_ok()
+            })
+            .count()
+    }
+
+    /// Drops one device's live connection (on `hub`, or wherever it is).
+    pub(crate) fn kick_how(
+        &self,
+        device: &str,
+        hub: Option<&str>,
+        reason: &str,
+        how: CloseHow,
+    ) -> bool {
+        self.kick_where(
+            |d, l| d == device && hub.is_none_or(|h| h == l.hub),
+            reason,
+            how,
+        ) > 0
+    }
+
+    /// Drops the device's live connection (on `hub`, or wherever it is). Returns whether one existed.
+    pub(crate) fn kick_on(&self, id: &str, hub: Option<&str>, reason: &str) -> bool {
+        self.kick_how(id, hub, reason, CloseHow::Drop)
+    }
+
+    /// Silences live connections `pick` selects (a blackhole); returns how many.
+    pub(crate) fn silence_where(&self, pick: impl Fn(&str, &LiveConn) -> bool) -> usize {
+        let state = self.lock();
+        state
+            .live
+            .iter()
+            .filter(|(d, l)| pick(d, l))
+            .filter(|(_, l)| l.tx.send(ConnControl::Silence).is_ok())
+            .count()
+    }
+
+    /// Hands an order to one device's live connection; `false` when it has none.
+    pub(crate) fn order(&self, device: &str, order: ConnControl) -> bool {
+        self.lock()
+            .live
+            .get(device)
+            .is_some_and(|l| l.tx.send(order).is_ok())
+    }
+
+    /// Asks one device's live connection to re-judge its token.
+    pub(crate) fn recheck(&self, device: &str) {
+        self.order(device, ConnControl::Recheck);
+    }
+
+    /// Asks every live connection to re-judge its token (after a clock or option change).
+    pub(crate) fn recheck_all(&self) {
+        for l in self.lock().live.values() {
+            let _ = l.tx.send(ConnControl::Recheck);
+        }
     }
 }

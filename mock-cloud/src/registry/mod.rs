@@ -1,34 +1,32 @@
-//! The shared registry: enrollments, devices and their per-hub identities, hubs, DPS
-//! operations, persistent MQTT sessions and live connections. Everything the listeners and the
-//! control APIs share lives in [`Core`], behind one mutex that is never held across an await.
+//! The registry: enrollments, devices and their per-hub identities, hubs, DPS operations,
+//! persistent MQTT sessions and live connections, in [`Registry`], behind one mutex that is
+//! never held across an await.
 //!
-//! Faults hook in here: `State::faults` holds the active faults and their overlay (see
-//! `crate::fault`), a device's identity on a hub can be disabled, a device can be blocked, a
-//! hub can be taken out of allocation, and every live connection can be kicked, silenced or
-//! asked to re-judge its token through its control channel.
+//! It knows nothing of faults: the fault overlay (`crate::overlay`) sits beside it and uses its
+//! controls, which are also the operator's: a device's identity on a hub can be disabled, a
+//! device can be blocked, a hub can be taken out of allocation, and every live connection can
+//! be kicked, silenced or asked to re-judge its token through its control channel (`live`).
 
 mod control;
+mod live;
 mod twin;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use rumqttc::Publish;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
+use serde_json::Value;
+use tokio::sync::{Notify, oneshot};
 
-pub use control::{DeviceInfo, MethodResponse};
+pub(crate) use live::{CloseHow, ConnControl, LiveConn};
 pub use twin::Twin;
 pub(crate) use twin::writable_acks;
 
+use crate::Error;
 use crate::clock::Clock;
-use crate::config::Timeouts;
-use crate::fault::state::{CloseHow, FaultState};
 use crate::log::ObservationLog;
-use crate::mqtt::HubListeners;
 
 /// How an enrollment group attests its devices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +133,25 @@ fn initial_assignment() -> String {
     "initialAssignment".into()
 }
 
+/// A device's answer to a direct method.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodResponse {
+    /// The status the device chose.
+    pub status: i32,
+    /// The payload (`null` when empty or not JSON text).
+    pub payload: Value,
+}
+
+/// A device with its connection status, as listed by the control APIs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// The registry entry.
+    #[serde(flatten)]
+    pub device: Device,
+    /// The hub it is connected to right now, if any.
+    pub connected_to: Option<String>,
+}
+
 /// A hub as the registry sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HubStatus {
@@ -148,15 +165,16 @@ pub struct HubStatus {
 #[derive(Debug, Clone)]
 pub(crate) struct Operation {
     pub registration_id: String,
-    pub registration_state: serde_json::Value,
+    pub registration_state: Value,
     pub status: String,
 }
 
-/// A queued cloud-to-device message.
+/// A queued cloud-to-device message; the hub session renders its topic when it delivers it.
 #[derive(Debug, Clone)]
 pub(crate) struct C2dMessage {
     pub id: String,
-    pub topic: String,
+    /// The property bag: `$.mid`, `$.to`, then the caller's properties.
+    pub properties: Vec<(String, Option<String>)>,
     pub payload: Bytes,
 }
 
@@ -167,34 +185,6 @@ pub(crate) struct Session {
     pub c2d: VecDeque<C2dMessage>,
 }
 
-/// Orders for a live connection task.
-#[derive(Debug)]
-pub(crate) enum ConnControl {
-    /// Close the connection (no MQTT packet: 3.1.1 has no server DISCONNECT).
-    Kick { reason: String, how: CloseHow },
-    /// Stop answering (a blackhole): read and discard until the device gives up.
-    Silence,
-    /// Re-judge the connection's SAS token (clock, grace or revocation changed).
-    Recheck,
-    /// Fire a fault-injection fault.
-    Inject {
-        inject: crate::fault::Inject,
-        id: crate::fault::FaultId,
-    },
-    /// Publish this to the device.
-    Publish(Publish),
-    /// New C2D messages are queued in the session.
-    C2dAvailable,
-}
-
-/// A device's live hub connection.
-#[derive(Debug, Clone)]
-pub(crate) struct LiveConn {
-    pub hub: String,
-    pub conn: u64,
-    pub tx: mpsc::UnboundedSender<ConnControl>,
-}
-
 /// A direct method waiting for the device's answer.
 #[derive(Debug)]
 pub(crate) struct PendingMethod {
@@ -203,7 +193,7 @@ pub(crate) struct PendingMethod {
     pub reply: oneshot::Sender<MethodResponse>,
 }
 
-/// The mutable state behind [`Core::state`].
+/// The mutable state behind [`Registry::lock`].
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub groups: BTreeMap<String, EnrollmentGroup>,
@@ -214,7 +204,6 @@ pub(crate) struct State {
     pub sessions: HashMap<(String, String), Session>,
     pub live: HashMap<String, LiveConn>,
     pub methods: HashMap<String, PendingMethod>,
-    pub faults: FaultState,
 }
 
 impl State {
@@ -244,6 +233,15 @@ impl State {
         }
     }
 
+    /// `Ok` when `hub` is one of the cloud's hubs.
+    pub(crate) fn hub_exists(&self, hub: &str) -> Result<(), Error> {
+        if self.hubs.iter().any(|h| h.host == hub) {
+            Ok(())
+        } else {
+            Err(Error::HubNotFound(hub.to_owned()))
+        }
+    }
+
     /// The CA PEM an X.509 device's chain must lead to.
     pub(crate) fn device_ca(&self, device: &Device) -> Option<&str> {
         let DeviceAuth::X509Group { group } = &device.auth else {
@@ -256,53 +254,30 @@ impl State {
     }
 }
 
-/// The state and services every listener and API shares.
+/// The registry: its state, the log its controls write to, and the clock they stamp with.
 #[derive(Debug)]
-pub(crate) struct Core {
-    pub id_scope: String,
-    pub dps_retry_after: u32,
-    pub max_message_size: usize,
-    pub timeouts: Timeouts,
+pub(crate) struct Registry {
     pub clock: Arc<Clock>,
     pub log: Arc<ObservationLog>,
-    pub state: Mutex<State>,
+    state: Mutex<State>,
     /// Signalled after every change worth persisting.
     pub changed: Notify,
-    /// Cancelled when the cloud shuts down.
-    pub shutdown: CancellationToken,
-    /// The hub listeners (set once they are bound), so faults can close and reopen them.
-    pub listeners: OnceLock<HubListeners>,
-    /// Bumped whenever a fault is applied or ends (for connections waiting on one).
-    pub fault_epoch: watch::Sender<u64>,
     next_id: AtomicU64,
 }
 
-impl Core {
-    pub(crate) fn new(
-        id_scope: String,
-        dps_retry_after: u32,
-        max_message_size: usize,
-        timeouts: Timeouts,
-        clock: Arc<Clock>,
-        log: Arc<ObservationLog>,
-    ) -> Self {
+impl Registry {
+    pub(crate) fn new(clock: Arc<Clock>, log: Arc<ObservationLog>) -> Self {
         Self {
-            id_scope,
-            dps_retry_after,
-            max_message_size,
-            timeouts,
             clock,
             log,
             state: Mutex::new(State::default()),
             changed: Notify::new(),
-            shutdown: CancellationToken::new(),
-            listeners: OnceLock::new(),
-            fault_epoch: watch::Sender::new(0),
             next_id: AtomicU64::new(1),
         }
     }
 
-    /// Locks the state; a panic elsewhere never poisons the cloud for other devices.
+    /// Locks the state; a panic elsewhere never poisons the cloud for other devices. When the
+    /// fault overlay's state is needed too, it is locked after this one, never before.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

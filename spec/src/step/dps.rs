@@ -4,7 +4,7 @@
 use core::time::Duration;
 
 use super::{Cx, mutant};
-use crate::backoff::{Draw, RetryAfter, ceiling, saturation};
+use crate::backoff::{RetryAfter, recheck_delay, saturation};
 use crate::classify::Class;
 #[cfg(feature = "verification")]
 use crate::mutation::Mutation;
@@ -121,12 +121,4 @@ impl Cx<'_> {
         self.s.rounds = 0;
         self.s.recheck_at = None;
     }
-}
-
-/// The gate after round `round`: equal jitter, `c / 2 + draw * c / 2` with
-/// `c = ceiling(round, recheck)`, so its lower bound doubles each round (SPEC §4.2).
-pub fn recheck_delay(round: u32, recheck: &crate::config::Profile, draw: Draw) -> Duration {
-    let c = ceiling(round, recheck);
-    let half = c / 2;
-    half + draw.scale(c.saturating_sub(half))
 }

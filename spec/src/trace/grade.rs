@@ -10,7 +10,8 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::{Divergence, Monitor, Observation, Observed, Side, TraceCheck};
+use super::monitor::Monitor;
+use super::observation::{Divergence, Observation, Observed, Side, TraceCheck};
 use crate::classify::{Class, WireSignal, classify};
 use crate::guarantee::Guarantee;
 

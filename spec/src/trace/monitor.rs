@@ -7,7 +7,7 @@ use alloc::format;
 use alloc::string::String;
 use core::time::Duration;
 
-use super::{Credential, DpsRequest, Observed, Side, TraceCheck};
+use super::observation::{Credential, DpsRequest, Observed, Side, TraceCheck};
 use crate::backoff::saturation;
 use crate::classify::{Class, WireSignal, classify};
 use crate::config::Config;

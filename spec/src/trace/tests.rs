@@ -1,5 +1,10 @@
 use super::*;
 use alloc::vec;
+use core::time::Duration;
+
+use crate::config::Config;
+use crate::guarantee::Guarantee;
+use crate::time::Millis;
 use proptest::prelude::*;
 
 use crate::Mutation;

@@ -12,7 +12,7 @@ use hubswap_spec::Config;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{DrillArgs, DrillError};
+use super::args::{DrillArgs, DrillError};
 
 const MODEL: &str = "dtmi:com:example:Thermostat;1";
 

@@ -8,8 +8,8 @@ use hubswap_mock_cloud::LogRecord;
 use hubswap_spec::{Config, Verdict};
 use serde::Serialize;
 
-use super::DrillArgs;
 use super::analysis::{self, Counts, Messages, Second};
+use super::args::DrillArgs;
 use super::fleet::FleetStats;
 use super::story::PhaseRun;
 use crate::report::GuaranteeReport;

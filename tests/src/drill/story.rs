@@ -8,15 +8,15 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use hubswap_mock_cloud::fault::{Block, DeviceArg, DpsError, Failback, Failover};
+use hubswap_mock_cloud::fault::{Block, DeviceArg, DpsError, Failback, Failover, Lifetime};
 use hubswap_mock_cloud::{Event, Fault, LogRecord, MockCloud};
 use hubswap_spec::Millis;
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::args::{DrillArgs, DrillError};
 use super::fleet::Fleet;
 use super::progress::Progress;
-use super::{DrillArgs, DrillError};
 
 /// One phase as it was played.
 #[derive(Debug, Clone, Serialize)]
@@ -217,7 +217,7 @@ async fn block(cx: &Ctx<'_>) -> Result<(PhaseRun, String), DrillError> {
         cx.cloud,
         Fault::Block(Block {
             device: blocked.clone(),
-            duration: None,
+            lifetime: Lifetime::default(),
         }),
     )
     .await?;

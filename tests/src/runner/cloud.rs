@@ -8,7 +8,20 @@ use hubswap_mock_cloud::log::to_observations_attributing;
 use hubswap_mock_cloud::{CloudConfig, Event, HubConfig, LogRecord, MockCloud};
 use hubswap_spec::trace::{Observation, Observed};
 
-use super::{Layout, RunError};
+use super::error::RunError;
+
+/// Where the runner's mock cloud listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// DPS listens here; hub *i* on the next addresses.
+    pub base_ip: Ipv4Addr,
+    /// The port every hub listens on (0: a free one; official SDKs need 8883).
+    pub hub_port: u16,
+    /// DPS over MQTT (0: a free one).
+    pub dps_port: u16,
+    /// DPS over HTTPS (0: a free one; the Node SDK needs 443).
+    pub dps_https_port: u16,
+}
 
 /// Picks a port that is free on every address in `ips` (0 when `wanted` is 0 means "any").
 pub(crate) fn shared_port(ips: &[Ipv4Addr], wanted: u16) -> Result<u16, RunError> {

@@ -7,6 +7,7 @@
 //! the timeline of observations that decided it.
 
 pub mod cloud;
+mod error;
 pub mod scenario;
 
 use std::net::Ipv4Addr;
@@ -18,20 +19,9 @@ use hubswap_spec::{Config, TraceCheck, grade};
 
 use crate::device::{DeviceProcess, Placeholders};
 use crate::report::{Report, ScenarioOutcome};
+pub use cloud::Layout;
+pub use error::RunError;
 pub use scenario::{Scenario, Timing};
-
-/// Where the runner's mock cloud listens.
-#[derive(Debug, Clone, Copy)]
-pub struct Layout {
-    /// DPS listens here; hub *i* on the next addresses.
-    pub base_ip: Ipv4Addr,
-    /// The port every hub listens on (0: a free one; official SDKs need 8883).
-    pub hub_port: u16,
-    /// DPS over MQTT (0: a free one).
-    pub dps_port: u16,
-    /// DPS over HTTPS (0: a free one; the Node SDK needs 443).
-    pub dps_https_port: u16,
-}
 
 /// Everything a run needs.
 #[derive(Debug, Clone)]
@@ -54,24 +44,6 @@ pub struct RunOptions {
     pub layout: Layout,
     /// Where device state and logs go.
     pub work_dir: PathBuf,
-}
-
-/// Why a run could not be carried out at all.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RunError {
-    /// A listener address could not be bound.
-    #[error("cannot bind {0} (choose another --base-ip or port flag)")]
-    Bind(String),
-    /// The mock cloud failed to start.
-    #[error("mock cloud: {0}")]
-    Cloud(String),
-    /// The device command is malformed.
-    #[error("device command: {0}")]
-    Command(String),
-    /// Files could not be written.
-    #[error("work dir: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 impl RunOptions {

@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::ValueEnum;
 use hubswap_mock_cloud::MockCloud;
 use hubswap_mock_cloud::fault::{
-    Block, DeviceOnHub, DpsError, Failover, Fault, HubDown, HubError, HubErrorMode, OutageMode,
+    Block, DeviceOnHub, DpsError, Failover, Fault, HubDown, HubError, HubErrorMode, Lifetime,
+    OutageMode,
 };
 use serde::Serialize;
 
@@ -196,7 +197,7 @@ async fn internal_error(cx: &Ctx<'_>) -> Result<(), String> {
         hub: cx.hub.clone(),
         mode: HubErrorMode::Connack,
         code: Some(3),
-        duration: Some(cx.timing.hold),
+        lifetime: Lifetime::lasting(cx.timing.hold),
         ..HubError::default()
     };
     cx.apply(Fault::HubError(refuse)).await?;
@@ -266,7 +267,7 @@ async fn operator_blocked(cx: &Ctx<'_>) -> Result<(), String> {
     let device = cx.device.to_owned();
     cx.apply(Fault::Block(Block {
         device: device.clone(),
-        duration: None,
+        lifetime: Lifetime::default(),
     }))
     .await?;
     cx.hold().await;
@@ -285,7 +286,7 @@ async fn device_disabled(cx: &Ctx<'_>) -> Result<(), String> {
     let fault = DeviceOnHub {
         device: device.clone(),
         hub: Some(cx.hub.clone()),
-        duration: None,
+        lifetime: Lifetime::default(),
     };
     cx.apply(Fault::Disable(fault.clone())).await?;
     cx.hold().await;

@@ -1,6 +1,6 @@
 //! Emulations of the retry policies devices ship with today, in the spec's vocabulary.
 //!
-//! Each is one [`Rules`] value read by one small state machine ([`Emulated`]): a hub retry
+//! Each is one [`Rules`] value read by one small state machine ([`Emulated`](super::Emulated)): a hub retry
 //! schedule, a DPS retry schedule, when the application re-provisions, how `retry-after` is
 //! read, and when the token is renewed. They are emulations: the parameters come from the SDKs'
 //! code and documents (named in each [`Rules::source`]); what an SDK leaves to the application
@@ -10,8 +10,6 @@
 use std::time::Duration;
 
 use hubswap_spec::Draw;
-
-pub use super::emulated::Emulated;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 

@@ -58,6 +58,7 @@ pub mod emulation;
 mod engine;
 pub mod html;
 pub mod policy;
+mod policy_name;
 mod queue;
 pub mod report;
 pub mod scenario;
@@ -68,7 +69,9 @@ use std::time::Duration;
 use hubswap_spec::{Config, ConfigError};
 
 pub use cloud::CloudParams;
-pub use policy::{Hubswap, Policy, PolicyInfo, PolicyName};
+pub use emulated::Emulated;
+pub use policy::{Hubswap, Policy, PolicyInfo};
+pub use policy_name::PolicyName;
 pub use report::SimReport;
 pub use scenario::{ScenarioName, ScenarioParams};
 

@@ -7,8 +7,9 @@ use hubswap_spec::Config;
 use serde::Serialize;
 
 use super::cloud::CloudParams;
-use super::engine::{Dev, T0};
+use super::engine::Dev;
 use super::policy::PolicyInfo;
+use super::scenario::T0;
 use super::scenario::{Floor, Plan, ScenarioName, ScenarioParams, Target};
 use super::stats::{DOWN, Stats, Status, UNAFFECTED};
 use crate::report::recovery::{self, Bound, Recovery};

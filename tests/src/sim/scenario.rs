@@ -422,6 +422,19 @@ pub(crate) fn timeline_end(plan: &Plan) -> Duration {
     Duration::from_millis(plan.steps.iter().map(|(t, _)| *t).max().unwrap_or(0))
 }
 
+/// The timeline starts one token lifetime into virtual time, so that a warm fleet's tokens can
+/// have been minted before it.
+pub(crate) const T0: u64 = 3_600_000;
+
+/// Whether device `first_home`/`subset` is one of the incident's targets.
+pub(crate) fn targeted(target: Target, first_home: u8, subset: bool) -> bool {
+    match target {
+        Target::All => true,
+        Target::Hub(h) => first_home == h,
+        Target::Subset => subset,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,7 @@
 //! What a run records while it runs: per-second bins, per-device counters, and each incident's
 //! affected devices with the instant each one was connected again.
 
-use super::engine::{Dev, T0, in_the_subset, targeted};
-use super::scenario::Target;
+use super::scenario::{T0, Target, targeted};
 
 /// Where a device is, as the cloud model sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,16 +231,23 @@ impl Stats {
         }
     }
 
-    /// Incident `i` starts: its targets that are not connected are affected.
-    pub(crate) fn incident_start(&mut self, i: usize, now: u64, target: Target, devs: &[Dev]) {
+    /// Incident `i` starts: its targets that are not connected are affected. `devs` gives each
+    /// device's first hub, whether it is in the subset, and its status.
+    pub(crate) fn incident_start(
+        &mut self,
+        i: usize,
+        now: u64,
+        target: Target,
+        devs: impl IntoIterator<Item = (u8, bool, Status)>,
+    ) {
         self.clocks[i] = Clock {
             start: Some(now),
             clear: None,
             target,
         };
-        for (d, dev) in devs.iter().enumerate() {
-            if targeted(target, dev.first_home, in_the_subset(dev))
-                && dev.status != Status::Connected
+        for (d, (first_home, subset, status)) in devs.into_iter().enumerate() {
+            if targeted(target, first_home, subset)
+                && status != Status::Connected
                 && self.recovered[i][d] != DOWN
             {
                 self.recovered[i][d] = DOWN;

@@ -8,7 +8,7 @@ use crate::classify::Class;
 use crate::config::Config;
 use crate::guarantee::Guarantee;
 use crate::time::Millis;
-use crate::trace::DpsAnswer;
+use crate::trace::observation::DpsAnswer;
 
 impl Monitor {
     pub(super) fn register(

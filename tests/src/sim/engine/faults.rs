@@ -1,7 +1,7 @@
 //! The scenario's changes to the cloud: failover and failback, failing hubs, disabled and
 //! blocked devices, fleet-wide conditions; each drops the connections it breaks.
 
-use super::{BLOCKED, DISABLED, Dev, Engine, MOVED, NONE, SUBSET};
+use super::{BLOCKED, DISABLED, Dev, Engine, MOVED, NONE, SUBSET, in_the_subset};
 use crate::sim::cloud::HubDown;
 use crate::sim::policy::Policy;
 use crate::sim::scenario::Change;
@@ -23,7 +23,11 @@ impl<P: Policy> Engine<'_, P> {
         match c {
             Change::IncidentStart(i) => {
                 let target = self.plan.incidents[i].target;
-                self.stats.incident_start(i, self.now, target, &self.devs);
+                let devs = self
+                    .devs
+                    .iter()
+                    .map(|d| (d.first_home, in_the_subset(d), d.status));
+                self.stats.incident_start(i, self.now, target, devs);
             }
             Change::IncidentClear(i) => self.stats.incident_clear(i, self.now),
             Change::Failover { from, to } => self.each(

@@ -10,7 +10,7 @@ use rand_pcg::Pcg32;
 use super::cloud::{CloudParams, Hub, Window};
 use super::policy::Policy;
 use super::queue::{Ev, Queue};
-use super::scenario::{Plan, ScenarioParams, Setup, Target, in_subset, timeline_end};
+use super::scenario::{Plan, ScenarioParams, Setup, T0, in_subset, timeline_end};
 use super::stats::{Stats, Status};
 
 /// No hub: the device holds no connection.
@@ -22,10 +22,6 @@ const DISABLED: u8 = 1;
 const BLOCKED: u8 = 2;
 const SUBSET: u8 = 4;
 const MOVED: u8 = 8;
-
-/// The timeline starts one token lifetime into virtual time, so that a warm fleet's tokens can
-/// have been minted before it.
-pub(crate) const T0: u64 = 3_600_000;
 
 /// What the simulator keeps per device besides the policy's state.
 #[derive(Debug)]
@@ -395,17 +391,8 @@ impl<'a, P: Policy> Engine<'a, P> {
     }
 }
 
-/// Whether device `first_home`/`subset` is one of the incident's targets.
-pub(crate) fn targeted(target: Target, first_home: u8, subset: bool) -> bool {
-    match target {
-        Target::All => true,
-        Target::Hub(h) => first_home == h,
-        Target::Subset => subset,
-    }
-}
-
 /// Whether a device is in the scenario's subset.
-pub(crate) fn in_the_subset(dev: &Dev) -> bool {
+fn in_the_subset(dev: &Dev) -> bool {
     dev.flags & SUBSET != 0
 }
 

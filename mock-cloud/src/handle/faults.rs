@@ -1,17 +1,17 @@
-//! The fault API of [`MockCloud`]: apply any [`Fault`], list and clear active ones, and
+//! The fault API of [`CloudHandle`]: apply any [`Fault`], list and clear active ones, and
 //! shorthands for the common drills.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::MockCloud;
+use super::CloudHandle;
 use crate::Error;
 use crate::fault::{
     ActiveFault, Clear, DeviceArg, Failback, Failover, Fault, FaultId, FaultOptions, HubArg,
     HubDown, OutageMode,
 };
 
-impl MockCloud {
+impl CloudHandle {
     /// Applies a fault (or a control that ends one), logs it with its parameters, and returns its
     /// id. Faults with a duration end by themselves; every one can be cleared by id.
     ///
@@ -35,7 +35,11 @@ impl MockCloud {
     /// parameters that do not fit, [`Error::DeviceNotOnline`] for `inject` without a live
     /// connection.
     pub async fn apply(&self, fault: Fault) -> Result<FaultId, Error> {
-        self.inner.core.apply(fault).await
+        self.inner
+            .shared
+            .faults
+            .apply(fault, &self.inner.listeners)
+            .await
     }
 
     /// Ends one active fault, undoing it (a failover fails back, a hub comes back, ...).
@@ -52,12 +56,12 @@ impl MockCloud {
 
     /// The faults in force.
     pub fn faults(&self) -> Vec<ActiveFault> {
-        self.inner.core.lock().faults.list()
+        self.inner.shared.faults.lock().list()
     }
 
     /// How unconfirmed conditions are rendered right now.
     pub fn fault_options(&self) -> FaultOptions {
-        self.inner.core.lock().faults.options
+        self.inner.shared.faults.options()
     }
 
     /// The service-side event broker's address, if it runs.

@@ -1,21 +1,22 @@
 //! Failover and failback, IoT Central style: the device's assignment moves, its identity on
 //! the hub it leaves is disabled (CONNACK 3), and its live connection there is dropped.
 
-use super::apply::{bad, hub_exists};
-use super::state::{CloseHow, Moved};
-use super::{Failback, Failover, Fault, FaultId};
+use super::apply::{bad, restore_allocation};
+use super::{Moved, Overlay};
 use crate::Error;
+use crate::fault::{Failback, Failover, Fault, FaultId};
 use crate::log::FaultPhase;
-use crate::registry::{Core, HubIdentity, State};
+use crate::registry::{CloseHow, HubIdentity, State};
 
-impl Core {
+impl Overlay {
     pub(super) fn failover(&self, f: &Failover, id: FaultId) -> Result<String, Error> {
         let mut moved = Vec::new();
         {
-            let mut state = self.lock();
-            hub_exists(&state, &f.to)?;
+            let mut state = self.registry.lock();
+            state.hub_exists(&f.to)?;
             let devices = select(&state, f.device.as_ref(), &f.devices, f.hub.as_ref())?;
-            let now = self.clock.utc_string();
+            let now = self.registry.clock.utc_string();
+            let mut faults = self.lock();
             for id_ in devices {
                 let Some(device) = state.devices.get_mut(&id_) else {
                     return Err(Error::DeviceNotFound(id_));
@@ -32,12 +33,11 @@ impl Core {
                     .insert(from.clone(), HubIdentity { enabled: false });
                 device.substatus = "deviceDataMigrated".into();
                 device.last_updated.clone_from(&now);
-                let origin = state
-                    .faults
+                let origin = faults
                     .failovers
                     .get(&id_)
                     .map_or_else(|| from.clone(), |m| m.from.clone());
-                state.faults.failovers.insert(
+                faults.failovers.insert(
                     id_.clone(),
                     Moved {
                         from: origin,
@@ -49,7 +49,7 @@ impl Core {
             }
         }
         for (device, from) in &moved {
-            self.kick_how(
+            self.registry.kick_how(
                 device,
                 Some(from),
                 &format!("failed over to {}", f.to),
@@ -73,7 +73,6 @@ impl Core {
             let state = self.lock();
             let all = f.device.is_none() && f.devices.is_empty() && f.hub.is_none();
             state
-                .faults
                 .failovers
                 .iter()
                 .filter(|(d, m)| {
@@ -89,24 +88,19 @@ impl Core {
         let done: Vec<FaultId> = {
             let state = self.lock();
             state
-                .faults
                 .active
                 .iter()
                 .filter(|(id, a)| {
                     matches!(a.fault, Fault::Failover(_))
-                        && !state.faults.failovers.values().any(|m| m.fault == **id)
+                        && !state.failovers.values().any(|m| m.fault == **id)
                 })
                 .map(|(id, _)| *id)
                 .collect()
         };
         for id in done {
-            let removed = self.lock().faults.active.remove(&id);
+            let removed = self.lock().active.remove(&id);
             if let Some(a) = removed {
-                if let Some((hub, was)) = &a.allocation_before
-                    && let Some(s) = self.lock().hubs.iter_mut().find(|s| s.host == *hub)
-                {
-                    s.enabled = *was;
-                }
+                restore_allocation(&self.registry, a.allocation_before.as_ref());
                 self.log_fault(FaultPhase::Cleared, id, &a.fault, "failed back".into());
             }
         }
@@ -121,10 +115,11 @@ impl Core {
     pub(super) fn move_back(&self, devices: &[String]) {
         let mut kicks = Vec::new();
         {
-            let mut state = self.lock();
-            let now = self.clock.utc_string();
+            let mut state = self.registry.lock();
+            let mut faults = self.lock();
+            let now = self.registry.clock.utc_string();
             for d in devices {
-                let Some(m) = state.faults.failovers.remove(d) else {
+                let Some(m) = faults.failovers.remove(d) else {
                     continue;
                 };
                 if let Some(device) = state.devices.get_mut(d) {
@@ -142,7 +137,7 @@ impl Core {
             }
         }
         for (d, to, from) in kicks {
-            self.kick_how(
+            self.registry.kick_how(
                 &d,
                 Some(&to),
                 &format!("failed back to {from}"),
@@ -166,7 +161,7 @@ pub(super) fn select(
         return Err(bad("name exactly one of device, devices or hub"));
     }
     if let Some(h) = hub {
-        hub_exists(state, h)?;
+        state.hub_exists(h)?;
         return Ok(state
             .devices
             .values()

@@ -1,4 +1,4 @@
-//! The Rust control API of [`MockCloud`]: addresses, enrollments, devices, twins, methods, C2D
+//! The control API of [`CloudHandle`]: addresses, enrollments, devices, twins, methods, C2D
 //! and the observation log. Faults are in `faults.rs`.
 
 use std::net::SocketAddr;
@@ -8,23 +8,23 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{CloudInfo, Enrollments, HubInfo, MockCloud};
+use super::CloudHandle;
 use crate::Error;
 use crate::certs::CertificateAuthority;
 use crate::log::ObservationLog;
 use crate::registry::{
-    DeviceInfo, EnrollmentGroup, GroupAttestation, IndividualEnrollment, MethodResponse, Twin,
+    Device, DeviceInfo, EnrollmentGroup, GroupAttestation, IndividualEnrollment, MethodResponse,
+    Registry, Twin,
 };
 
-impl MockCloud {
-    /// Where everything is.
-    pub fn info(&self) -> CloudInfo {
-        self.inner.info()
+impl CloudHandle {
+    fn registry(&self) -> &Registry {
+        &self.inner.shared.registry
     }
 
     /// The id scope.
     pub fn id_scope(&self) -> &str {
-        &self.inner.core.id_scope
+        &self.inner.shared.id_scope
     }
 
     /// DPS over MQTT.
@@ -72,18 +72,17 @@ impl MockCloud {
 
     /// The observation log.
     pub fn log(&self) -> &ObservationLog {
-        &self.inner.core.log
+        &self.inner.shared.log
     }
 
     /// The log converted to the spec's trace vocabulary.
     pub fn observations(&self) -> Vec<hubswap_spec::Observation> {
-        self.inner.core.log.observations()
+        self.log().observations()
     }
 
     /// Adds a symmetric-key enrollment group (a key is generated when `primary_key` is `None`).
     pub fn add_symmetric_group(&self, id: &str, primary_key: Option<&str>) -> EnrollmentGroup {
-        self.inner
-            .core
+        self.registry()
             .add_symmetric_group(id, primary_key.map(str::to_owned), None)
     }
 
@@ -91,13 +90,13 @@ impl MockCloud {
     /// certificates (`ca.issue_device(registration_id)`).
     pub fn add_x509_group(&self, id: &str) -> Result<CertificateAuthority, Error> {
         let ca = CertificateAuthority::generate(&format!("{id} group CA"))?;
-        self.inner.core.add_x509_group(id, ca.cert_pem())?;
+        self.registry().add_x509_group(id, ca.cert_pem())?;
         Ok(ca)
     }
 
     /// Adds an X.509 enrollment group trusting an existing CA certificate.
     pub fn add_x509_group_with_ca(&self, id: &str, ca_pem: &str) -> Result<EnrollmentGroup, Error> {
-        self.inner.core.add_x509_group(id, ca_pem)
+        self.registry().add_x509_group(id, ca_pem)
     }
 
     /// Adds an individual symmetric-key enrollment.
@@ -106,21 +105,14 @@ impl MockCloud {
         registration_id: &str,
         primary_key: Option<&str>,
     ) -> IndividualEnrollment {
-        self.inner
-            .core
+        self.registry()
             .add_individual(registration_id, primary_key.map(str::to_owned))
-    }
-
-    /// All enrollments.
-    pub fn enrollments(&self) -> Enrollments {
-        self.inner.enrollments()
     }
 
     /// The primary key of a symmetric-key group.
     pub fn group_key(&self, group: &str) -> Option<String> {
         match self
-            .inner
-            .core
+            .registry()
             .lock()
             .groups
             .get(group)
@@ -138,12 +130,12 @@ impl MockCloud {
 
     /// Every device with its connection status.
     pub fn devices(&self) -> Vec<DeviceInfo> {
-        self.inner.core.devices()
+        self.registry().devices()
     }
 
     /// One device.
     pub fn device(&self, id: &str) -> Result<DeviceInfo, Error> {
-        self.inner.core.device(id)
+        self.registry().device(id)
     }
 
     /// Registers a device directly on a hub, bypassing DPS.
@@ -152,21 +144,16 @@ impl MockCloud {
         id: &str,
         hub: &str,
         primary_key: Option<&str>,
-    ) -> Result<crate::registry::Device, Error> {
-        self.inner
-            .core
+    ) -> Result<Device, Error> {
+        self.registry()
             .create_device(id, hub, primary_key.map(str::to_owned))
     }
 
     /// Registers a device as DPS would (to the least loaded hub), as a member of `group`
     /// (default: the first symmetric-key group), without a device asking; a known device is
     /// returned unchanged. Its key is the group-derived key, as for a device that provisions.
-    pub fn register_device(
-        &self,
-        id: &str,
-        group: Option<&str>,
-    ) -> Result<crate::registry::Device, Error> {
-        self.inner.core.preregister(id, group)
+    pub fn register_device(&self, id: &str, group: Option<&str>) -> Result<Device, Error> {
+        self.inner.shared.dps.preregister(id, group)
     }
 
     /// Enables or disables a device's identity on a hub (default: its assigned hub).
@@ -176,51 +163,35 @@ impl MockCloud {
         hub: Option<&str>,
         enabled: bool,
     ) -> Result<(), Error> {
-        self.inner
-            .core
+        self.registry()
             .set_device_enabled(id, hub, enabled)
             .map(|_| ())
     }
 
     /// Blocks or unblocks a device.
     pub fn set_device_blocked(&self, id: &str, blocked: bool) -> Result<(), Error> {
-        self.inner.core.set_blocked(id, blocked)
+        self.registry().set_blocked(id, blocked)
     }
 
     /// Drops a device's live connection without an MQTT packet; `false` when it had none.
     pub fn kick(&self, id: &str) -> bool {
-        self.inner.core.kick_on(id, None, "kicked by operator")
-    }
-
-    /// The hubs with their listener and allocation status.
-    pub async fn hubs(&self) -> Vec<HubInfo> {
-        self.inner.hubs().await
+        self.registry().kick_on(id, None, "kicked by operator")
     }
 
     /// Includes or excludes a hub from DPS allocation.
     pub fn set_hub_allocation(&self, host: &str, enabled: bool) -> Result<(), Error> {
-        self.inner.core.set_hub_enabled(host, enabled)
-    }
-
-    /// Stops a hub's listener (new connections are refused; live ones stay).
-    pub async fn stop_hub_listener(&self, host: &str) -> Result<(), Error> {
-        self.inner.stop_hub_listener(host).await
-    }
-
-    /// Restarts a stopped hub listener on its previous address.
-    pub async fn start_hub_listener(&self, host: &str) -> Result<(), Error> {
-        self.inner.start_hub_listener(host).await
+        self.registry().set_hub_enabled(host, enabled)
     }
 
     /// A device's twin.
     pub fn twin(&self, id: &str) -> Result<Twin, Error> {
-        self.inner.core.twin(id)
+        self.registry().twin(id)
     }
 
     /// Merges a desired-properties patch and pushes it to the device if connected; returns the
     /// new desired `$version`.
     pub fn update_desired(&self, id: &str, patch: &Value) -> Result<u64, Error> {
-        self.inner.core.update_desired(id, patch)
+        self.registry().update_desired(id, patch)
     }
 
     /// Invokes a direct method (`component*command` for IoT Central component commands).
@@ -236,8 +207,7 @@ impl MockCloud {
         payload: &Value,
         timeout: Duration,
     ) -> Result<MethodResponse, Error> {
-        self.inner
-            .core
+        self.registry()
             .invoke_method(id, name, payload, timeout)
             .await
     }
@@ -249,7 +219,7 @@ impl MockCloud {
         payload: impl Into<Bytes>,
         properties: &[(String, Option<String>)],
     ) -> Result<String, Error> {
-        self.inner.core.send_c2d(id, payload.into(), properties)
+        self.registry().send_c2d(id, payload.into(), properties)
     }
 
     /// Shifts the cloud's Unix clock (SAS expiry is judged on it).
@@ -257,10 +227,9 @@ impl MockCloud {
     /// Live connections whose token is now expired are dropped. The same as applying
     /// [`crate::Fault::ClockOffset`], but without an entry in the fault log.
     pub fn set_clock_offset(&self, secs: i64) {
-        self.inner.core.clock.set_offset(secs);
-        self.inner
-            .core
-            .control(format!("clock offset set to {secs} s"));
-        self.inner.core.recheck_all();
+        let registry = self.registry();
+        registry.clock.set_offset(secs);
+        registry.control(format!("clock offset set to {secs} s"));
+        registry.recheck_all();
     }
 }

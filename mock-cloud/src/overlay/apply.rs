@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::state::{Active, CloseHow, Outage};
-use super::{
-    Failover, Fault, FaultId, HubDown, HubErrorMode, NetworkMode, OptionsPatch, OutageMode,
-};
+use super::{Active, Listeners, Outage, Overlay};
 use crate::Error;
+use crate::fault::{
+    Failover, Fault, FaultId, HubDown, HubError, HubErrorMode, Network, NetworkMode, OptionsPatch,
+    OutageMode,
+};
 use crate::log::FaultPhase;
-use crate::registry::{ConnControl, Core, State};
+use crate::registry::{CloseHow, ConnControl, LiveConn, Registry};
 
 pub(super) fn bad(msg: impl Into<String>) -> Error {
     Error::InvalidRequest(msg.into())
@@ -25,51 +26,51 @@ fn check_code(name: &str, code: Option<u8>) -> Result<(), Error> {
     }
 }
 
-pub(super) fn hub_exists(state: &State, hub: &str) -> Result<(), Error> {
-    if state.hubs.iter().any(|h| h.host == hub) {
-        Ok(())
-    } else {
-        Err(Error::HubNotFound(hub.to_owned()))
-    }
-}
-
-impl Core {
+impl Overlay {
     /// Applies a fault (or an ending control) and logs it; returns its id.
     #[allow(
         clippy::too_many_lines,
         reason = "one arm per fault, then the shared bookkeeping"
     )]
-    pub(crate) async fn apply(self: &Arc<Self>, fault: Fault) -> Result<FaultId, Error> {
-        let id = self.lock().faults.next_id();
+    pub(crate) async fn apply<L: Listeners>(
+        self: &Arc<Self>,
+        fault: Fault,
+        listeners: &Arc<L>,
+    ) -> Result<FaultId, Error> {
+        let registry = &self.registry;
+        let id = self.lock().next_id();
         // Uses of a counted fault spent while applying it (connections dropped at once).
         let mut spent = 0;
         let detail = match &fault {
             Fault::Failover(f) => self.failover(f, id)?,
             Fault::Failback(f) => self.failback(f),
-            Fault::HubDown(f) => self.hub_down(f, id).await?,
-            Fault::HubRestore(h) => self.hub_restore(&h.hub, FaultPhase::Cleared).await?,
+            Fault::HubDown(f) => self.hub_down(f, id, listeners.as_ref()).await?,
+            Fault::HubRestore(h) => {
+                self.hub_restore(&h.hub, FaultPhase::Cleared, listeners.as_ref())
+                    .await?
+            }
             Fault::ExpireToken(d) => self.expire_token(&d.device)?,
             Fault::ClockOffset(c) => {
-                let before = self.clock.offset();
-                self.clock.set_offset(c.secs);
-                self.recheck_all();
+                let before = registry.clock.offset();
+                registry.clock.set_offset(c.secs);
+                registry.recheck_all();
                 format!("clock offset {before} s -> {} s", c.secs)
             }
             Fault::Disable(d) => {
-                let hub = self.set_device_enabled(&d.device, d.hub.as_deref(), false)?;
+                let hub = registry.set_device_enabled(&d.device, d.hub.as_deref(), false)?;
                 format!("{} disabled on {hub}", d.device)
             }
             Fault::Enable(d) => {
-                let hub = self.set_device_enabled(&d.device, d.hub.as_deref(), true)?;
+                let hub = registry.set_device_enabled(&d.device, d.hub.as_deref(), true)?;
                 self.end_matching(|f| matches!(f, Fault::Disable(x) if x.device == d.device));
                 format!("{} enabled on {hub}", d.device)
             }
             Fault::Block(b) => {
-                self.set_blocked(&b.device, true)?;
+                registry.set_blocked(&b.device, true)?;
                 format!("{} blocked", b.device)
             }
             Fault::Unblock(d) => {
-                self.set_blocked(&d.device, false)?;
+                registry.set_blocked(&d.device, false)?;
                 self.end_matching(|f| matches!(f, Fault::Block(x) if x.device == d.device));
                 format!("{} unblocked", d.device)
             }
@@ -92,14 +93,11 @@ impl Core {
             }
             Fault::Network(n) => self.network(n)?,
             Fault::Inject(i) => {
-                let sent = self.lock().live.get(&i.device).is_some_and(|l| {
-                    l.tx.send(ConnControl::Inject {
-                        inject: i.clone(),
-                        id,
-                    })
-                    .is_ok()
-                });
-                if !sent {
+                let order = ConnControl::Inject {
+                    inject: i.clone(),
+                    id,
+                };
+                if !registry.order(&i.device, order) {
                     return Err(Error::DeviceNotOnline(i.device.clone()));
                 }
                 format!("{:?} scheduled on the live connection", i.kind)
@@ -107,12 +105,12 @@ impl Core {
             Fault::Options(p) => self.set_options(p)?,
             Fault::Clear(c) => {
                 let ids: Vec<FaultId> = match c.id {
-                    Some(id) if self.lock().faults.active.contains_key(&id) => vec![id],
+                    Some(id) if self.lock().active.contains_key(&id) => vec![id],
                     Some(id) => return Err(bad(format!("no active fault {id}"))),
-                    None => self.lock().faults.active.keys().copied().collect(),
+                    None => self.lock().active.keys().copied().collect(),
                 };
                 for id in &ids {
-                    self.end(*id, FaultPhase::Cleared).await;
+                    self.end(*id, FaultPhase::Cleared, listeners.as_ref()).await;
                 }
                 format!("{} fault(s) cleared", ids.len())
             }
@@ -120,62 +118,68 @@ impl Core {
         let used_up = fault.count().is_some_and(|c| c <= spent);
         if stays_active(&fault) && !used_up {
             let until = fault.duration().map(|d| Instant::now() + d);
-            let mut state = self.lock();
-            let allocation_before = match &fault {
-                Fault::Failover(Failover { hub: Some(h), .. }) => state
+            let mut state = registry.lock();
+            let allocation_before = if let Fault::Failover(Failover { hub: Some(h), .. }) = &fault {
+                state
                     .hubs
                     .iter_mut()
                     .find(|s| s.host == *h)
-                    .map(|s| (h.clone(), std::mem::replace(&mut s.enabled, false))),
-                _ => None,
+                    .map(|s| (h.clone(), std::mem::replace(&mut s.enabled, false)))
+            } else {
+                None
             };
-            state.faults.active.insert(
+            self.lock().active.insert(
                 id,
                 Active {
                     fault: fault.clone(),
-                    applied: self.clock.now(),
+                    applied: registry.clock.now(),
                     until,
                     until_ms: fault.duration().map(|d| {
                         hubswap_spec::Millis(
-                            self.clock.now().0 + u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+                            registry.clock.now().0
+                                + u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
                         )
                     }),
                     remaining: fault.count().map(|c| c - spent),
                     allocation_before,
                 },
             );
+            drop(state);
         }
         self.log_fault(FaultPhase::Applied, id, &fault, detail);
         if used_up {
             self.log_fault(FaultPhase::Exhausted, id, &fault, "count used up".into());
         }
-        self.fault_epoch.send_modify(|e| *e += 1);
+        self.epoch.send_modify(|e| *e += 1);
         if let Some(d) = fault
             .duration()
             .filter(|_| stays_active(&fault) && !used_up)
         {
-            let core = Arc::clone(self);
+            let overlay = Arc::clone(self);
+            let listeners = Arc::clone(listeners);
             tokio::spawn(async move {
                 tokio::select! {
-                    () = core.shutdown.cancelled() => {}
-                    () = tokio::time::sleep(d) => core.end(id, FaultPhase::Expired).await,
+                    () = overlay.shutdown.cancelled() => {}
+                    () = tokio::time::sleep(d) => {
+                        overlay.end(id, FaultPhase::Expired, listeners.as_ref()).await;
+                    }
                 }
             });
         }
-        self.touch();
+        registry.touch();
         Ok(id)
     }
 
     /// Ends an active fault (undoing what it did) and logs `phase`; no-op when not active.
-    pub(crate) async fn end(self: &Arc<Self>, id: FaultId, phase: FaultPhase) {
-        let Some(active) = self.lock().faults.active.remove(&id) else {
+    pub(crate) async fn end(&self, id: FaultId, phase: FaultPhase, listeners: &impl Listeners) {
+        let Some(active) = self.lock().active.remove(&id) else {
             return;
         };
+        let registry = &self.registry;
         let detail = match &active.fault {
             Fault::Failover(_) => {
                 let devices: Vec<String> = self
                     .lock()
-                    .faults
                     .failovers
                     .iter()
                     .filter(|(_, m)| m.fault == id)
@@ -185,27 +189,37 @@ impl Core {
                 format!("{} device(s) failed back", devices.len())
             }
             Fault::HubDown(h) => self
-                .hub_restore(&h.hub, phase)
+                .hub_restore(&h.hub, phase, listeners)
                 .await
                 .unwrap_or_else(|e| e.to_string()),
-            Fault::Disable(d) => match self.set_device_enabled(&d.device, d.hub.as_deref(), true) {
-                Ok(hub) => format!("{} enabled on {hub}", d.device),
-                Err(e) => e.to_string(),
-            },
-            Fault::Block(b) => match self.set_blocked(&b.device, false) {
+            Fault::Disable(d) => {
+                match registry.set_device_enabled(&d.device, d.hub.as_deref(), true) {
+                    Ok(hub) => format!("{} enabled on {hub}", d.device),
+                    Err(e) => e.to_string(),
+                }
+            }
+            Fault::Block(b) => match registry.set_blocked(&b.device, false) {
                 Ok(()) => format!("{} unblocked", b.device),
                 Err(e) => e.to_string(),
             },
-            _ => "removed".into(),
+            Fault::DpsError(_)
+            | Fault::HubError(_)
+            | Fault::Throttle(_)
+            | Fault::Network(_)
+            | Fault::Failback(_)
+            | Fault::HubRestore(_)
+            | Fault::ExpireToken(_)
+            | Fault::ClockOffset(_)
+            | Fault::Enable(_)
+            | Fault::Unblock(_)
+            | Fault::Inject(_)
+            | Fault::Options(_)
+            | Fault::Clear(_) => "removed".into(),
         };
-        if let Some((hub, was)) = &active.allocation_before
-            && let Some(s) = self.lock().hubs.iter_mut().find(|s| s.host == *hub)
-        {
-            s.enabled = *was;
-        }
+        restore_allocation(&self.registry, active.allocation_before.as_ref());
         self.log_fault(phase, id, &active.fault, detail);
-        self.fault_epoch.send_modify(|e| *e += 1);
-        self.touch();
+        self.epoch.send_modify(|e| *e += 1);
+        registry.touch();
     }
 
     /// Ends (as cleared) every active fault `pick` selects, without undoing it again.
@@ -213,14 +227,13 @@ impl Core {
         let ended: Vec<(FaultId, Active)> = {
             let mut state = self.lock();
             let ids: Vec<FaultId> = state
-                .faults
                 .active
                 .iter()
                 .filter(|(_, a)| pick(&a.fault))
                 .map(|(id, _)| *id)
                 .collect();
             ids.into_iter()
-                .filter_map(|id| state.faults.active.remove(&id).map(|a| (id, a)))
+                .filter_map(|id| state.active.remove(&id).map(|a| (id, a)))
                 .collect()
         };
         for (id, a) in ended {
@@ -233,15 +246,21 @@ impl Core {
         }
     }
 
-    async fn hub_down(self: &Arc<Self>, f: &HubDown, id: FaultId) -> Result<String, Error> {
+    async fn hub_down(
+        &self,
+        f: &HubDown,
+        id: FaultId,
+        listeners: &impl Listeners,
+    ) -> Result<String, Error> {
+        let registry = &self.registry;
         {
-            let mut state = self.lock();
-            hub_exists(&state, &f.hub)?;
+            let state = registry.lock();
+            state.hub_exists(&f.hub)?;
             let name = f
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("{}.gone.invalid", f.hub));
-            state.faults.outages.insert(
+            self.lock().outages.insert(
                 f.hub.clone(),
                 Outage {
                     mode: f.mode,
@@ -252,18 +271,16 @@ impl Core {
             );
         }
         let live = match f.mode {
-            OutageMode::Blackhole => self.silence_where(|_, l| l.hub == f.hub),
+            OutageMode::Blackhole => registry.silence_where(|_, l| l.hub == f.hub),
             OutageMode::Refuse => {
-                self.kick_where(|_, l| l.hub == f.hub, "hub unreachable", CloseHow::Reset)
+                registry.kick_where(|_, l| l.hub == f.hub, "hub unreachable", CloseHow::Reset)
             }
             OutageMode::Closed | OutageMode::NameGone => {
-                self.kick_where(|_, l| l.hub == f.hub, "hub unreachable", CloseHow::Drop)
+                registry.kick_where(|_, l| l.hub == f.hub, "hub unreachable", CloseHow::Drop)
             }
         };
-        if matches!(f.mode, OutageMode::Closed | OutageMode::NameGone)
-            && let Some(l) = self.listeners.get()
-        {
-            l.stop(&f.hub).await?;
+        if matches!(f.mode, OutageMode::Closed | OutageMode::NameGone) {
+            listeners.stop(&f.hub).await?;
         }
         Ok(format!(
             "hub {} down ({:?}); {live} live connection(s) affected",
@@ -271,19 +288,22 @@ impl Core {
         ))
     }
 
-    async fn hub_restore(self: &Arc<Self>, hub: &str, phase: FaultPhase) -> Result<String, Error> {
+    async fn hub_restore(
+        &self,
+        hub: &str,
+        phase: FaultPhase,
+        listeners: &impl Listeners,
+    ) -> Result<String, Error> {
         let outage = {
-            let mut state = self.lock();
-            hub_exists(&state, hub)?;
-            state.faults.outages.remove(hub)
+            let state = self.registry.lock();
+            state.hub_exists(hub)?;
+            self.lock().outages.remove(hub)
         };
-        if let Some(l) = self.listeners.get() {
-            l.start(self, hub).await?;
-        }
+        listeners.start(hub).await?;
         if let Some(o) = &outage
             && phase == FaultPhase::Cleared
         {
-            let active = self.lock().faults.active.remove(&o.fault);
+            let active = self.lock().active.remove(&o.fault);
             if let Some(a) = active {
                 self.log_fault(
                     FaultPhase::Cleared,
@@ -298,36 +318,36 @@ impl Core {
 
     fn expire_token(&self, device: &str) -> Result<String, Error> {
         let fp = {
-            let mut state = self.lock();
-            if !state.devices.contains_key(device) {
+            let registry = self.registry.lock();
+            if !registry.devices.contains_key(device) {
                 return Err(Error::DeviceNotFound(device.to_owned()));
             }
-            let Some(fp) = state.faults.last_token.get(device).copied() else {
+            let mut state = self.lock();
+            let Some(fp) = state.last_token.get(device).copied() else {
                 return Ok(format!(
                     "{device} has presented no SAS token to a hub yet; nothing expired"
                 ));
             };
             state
-                .faults
                 .revoked
                 .entry(device.to_owned())
                 .or_default()
                 .insert(fp);
             fp
         };
-        self.recheck(device);
+        self.registry.recheck(device);
         Ok(format!("token {fp:016x} of {device} expired"))
     }
 
     /// Returns the detail and how many connections were dropped at once.
-    fn hub_error(&self, e: &super::HubError) -> Result<(String, u32), Error> {
-        hub_exists(&self.lock(), &e.hub)?;
+    fn hub_error(&self, e: &HubError) -> Result<(String, u32), Error> {
+        self.registry.lock().hub_exists(&e.hub)?;
         check_code("code", e.code)?;
         if e.mode != HubErrorMode::Drop {
             return Ok((format!("hub {} fails ({:?})", e.hub, e.mode), 0));
         }
         let mut budget = e.count.unwrap_or(u32::MAX);
-        let n = self.kick_where(
+        let n = self.registry.kick_where(
             |d, l| {
                 let hit =
                     l.hub == e.hub && e.device.as_deref().is_none_or(|x| x == d) && budget > 0;
@@ -343,26 +363,30 @@ impl Core {
         ))
     }
 
-    fn network(&self, n: &super::Network) -> Result<String, Error> {
+    fn network(&self, n: &Network) -> Result<String, Error> {
         match (&n.device, &n.hub) {
             (Some(_), Some(_)) | (None, None) => {
                 return Err(bad("network needs exactly one of device or hub"));
             }
-            (None, Some(h)) => hub_exists(&self.lock(), h)?,
+            (None, Some(h)) => self.registry.lock().hub_exists(h)?,
             (Some(_), None) => {}
         }
         if matches!(n.mode, NetworkMode::Delay) && n.delay.is_none() {
             return Err(bad("network delay needs delay"));
         }
-        let hits = |d: &str, l: &crate::registry::LiveConn| match (&n.device, &n.hub) {
+        let hits = |d: &str, l: &LiveConn| match (&n.device, &n.hub) {
             (Some(x), _) => x == d,
             (None, Some(h)) => *h == l.hub,
             (None, None) => false,
         };
         let affected = match n.mode {
-            NetworkMode::Drop => self.kick_where(hits, "network drop", CloseHow::Drop),
-            NetworkMode::Reset => self.kick_where(hits, "network reset", CloseHow::Reset),
-            NetworkMode::Blackhole => self.silence_where(hits),
+            NetworkMode::Drop => self
+                .registry
+                .kick_where(hits, "network drop", CloseHow::Drop),
+            NetworkMode::Reset => self
+                .registry
+                .kick_where(hits, "network reset", CloseHow::Reset),
+            NetworkMode::Blackhole => self.registry.silence_where(hits),
             NetworkMode::Delay | NetworkMode::HoldConnack => 0,
         };
         Ok(format!(
@@ -377,7 +401,7 @@ impl Core {
         check_code("expired_connack", p.expired_connack)?;
         let options = {
             let mut state = self.lock();
-            let o = &mut state.faults.options;
+            let o = &mut state.options;
             o.disabled_connack = p.disabled_connack.unwrap_or(o.disabled_connack);
             o.blocked_connack = p.blocked_connack.unwrap_or(o.blocked_connack);
             o.expired_connack = p.expired_connack.unwrap_or(o.expired_connack);
@@ -388,69 +412,17 @@ impl Core {
             o.inject_strict = p.inject_strict.unwrap_or(o.inject_strict);
             *o
         };
-        self.recheck_all();
+        self.registry.recheck_all();
         Ok(serde_json::to_string(&options).unwrap_or_default())
     }
+}
 
-    /// Closes live connections `pick` selects; returns how many.
-    pub(crate) fn kick_where(
-        &self,
-        mut pick: impl FnMut(&str, &crate::registry::LiveConn) -> bool,
-        reason: &str,
-        how: CloseHow,
-    ) -> usize {
-        let state = self.lock();
-        state
-            .live
-            .iter()
-            .filter(|(d, l)| pick(d, l))
-            .filter(|(_, l)| {
-                l.tx.send(ConnControl::Kick {
-                    reason: reason.to_owned(),
-                    how,
-                })
-                .is_ok()
-            })
-            .count()
-    }
-
-    /// Drops one device's live connection (on `hub`, or wherever it is).
-    pub(crate) fn kick_how(
-        &self,
-        device: &str,
-        hub: Option<&str>,
-        reason: &str,
-        how: CloseHow,
-    ) -> bool {
-        self.kick_where(
-            |d, l| d == device && hub.is_none_or(|h| h == l.hub),
-            reason,
-            how,
-        ) > 0
-    }
-
-    fn silence_where(&self, pick: impl Fn(&str, &crate::registry::LiveConn) -> bool) -> usize {
-        let state = self.lock();
-        state
-            .live
-            .iter()
-            .filter(|(d, l)| pick(d, l))
-            .filter(|(_, l)| l.tx.send(ConnControl::Silence).is_ok())
-            .count()
-    }
-
-    /// Asks one device's live connection to re-judge its token.
-    pub(crate) fn recheck(&self, device: &str) {
-        if let Some(l) = self.lock().live.get(device) {
-            let _ = l.tx.send(ConnControl::Recheck);
-        }
-    }
-
-    /// Asks every live connection to re-judge its token (after a clock or option change).
-    pub(crate) fn recheck_all(&self) {
-        for l in self.lock().live.values() {
-            let _ = l.tx.send(ConnControl::Recheck);
-        }
+/// Gives a hub back the allocation flag it had before a whole-hub failover.
+pub(super) fn restore_allocation(registry: &Registry, before: Option<&(String, bool)>) {
+    if let Some((hub, was)) = before
+        && let Some(s) = registry.lock().hubs.iter_mut().find(|s| s.host == *hub)
+    {
+        s.enabled = *was;
     }
 }
 
@@ -468,9 +440,17 @@ fn stays_active(fault: &Fault) -> bool {
             matches!(
                 n.mode,
                 NetworkMode::Delay | NetworkMode::HoldConnack | NetworkMode::Blackhole
-            ) || n.duration.is_some()
+            ) || n.lifetime.duration.is_some()
                 || n.count.is_some()
         }
-        _ => false,
+        Fault::Failback(_)
+        | Fault::HubRestore(_)
+        | Fault::ExpireToken(_)
+        | Fault::ClockOffset(_)
+        | Fault::Enable(_)
+        | Fault::Unblock(_)
+        | Fault::Inject(_)
+        | Fault::Options(_)
+        | Fault::Clear(_) => false,
     }
 }

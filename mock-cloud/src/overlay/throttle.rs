@@ -5,9 +5,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::Fault;
+use super::{Edge, FaultState, edge};
 use crate::log::DpsRequestKind;
-use crate::registry::{Core, State};
 
 const MINUTE: Duration = Duration::from_mins(1);
 const DEFAULT_POLL_WINDOW: Duration = Duration::from_secs(10);
@@ -42,21 +41,16 @@ fn admit(window: &mut VecDeque<Instant>, now: Instant, span: Duration, limit: u3
     )
 }
 
-impl Core {
+impl FaultState {
     /// `Some(retry_after)` when a `throttle` fault refuses this request.
-    pub(crate) fn throttled(
-        state: &mut State,
-        request: DpsRequestKind,
-        reg_id: &str,
-    ) -> Option<u32> {
+    pub(crate) fn throttled(&mut self, request: DpsRequestKind, reg_id: &str) -> Option<u32> {
         let now = Instant::now();
-        let limits = state
-            .faults
+        let limits = self
             .active
             .values()
             .filter(|a| a.until.is_none_or(|u| now < u))
-            .filter_map(|a| match &a.fault {
-                Fault::Throttle(t) => Some(t),
+            .filter_map(|a| match edge(&a.fault) {
+                Edge::Throttle(t) => Some(t),
                 _ => None,
             })
             .fold(Limits::default(), |acc, t| Limits {
@@ -75,9 +69,9 @@ impl Core {
         let refused = match request {
             DpsRequestKind::Register => limits
                 .registrations
-                .and_then(|n| admit(&mut state.faults.registrations, now, MINUTE, n)),
+                .and_then(|n| admit(&mut self.registrations, now, MINUTE, n)),
             DpsRequestKind::Poll => limits.polls.and_then(|(n, span)| {
-                let window = state.faults.polls.entry(reg_id.to_owned()).or_default();
+                let window = self.polls.entry(reg_id.to_owned()).or_default();
                 admit(window, now, span, n)
             }),
             DpsRequestKind::Lookup => None,

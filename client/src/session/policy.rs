@@ -114,9 +114,8 @@ impl Session {
                 Duty::CancelTwinRetry => self.timers.cancel(TimerKey::TwinRetry),
                 Duty::OpenOutbox => self.outbox.open(),
                 Duty::SuspendOutbox => {
+                    // The packet-id bookkeeping goes with the connection (`Link::renew`).
                     self.outbox.suspend();
-                    self.link.sent.clear();
-                    self.link.pkids.clear();
                     self.twin.interrupt();
                     self.twin_sync_rid = None;
                 }

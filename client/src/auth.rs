@@ -80,15 +80,15 @@ impl SasToken {
         expiry: u64,
         key_name: Option<&str>,
     ) -> Result<Self, AuthError> {
-        let sr = url_encode(resource);
+        let sr = urlencoding::encode(resource);
         let sig = key.sign(format!("{sr}\n{expiry}").as_bytes())?;
         let mut token = format!(
             "SharedAccessSignature sr={sr}&sig={}&se={expiry}",
-            url_encode(&sig)
+            urlencoding::encode(&sig)
         );
         if let Some(skn) = key_name {
             token.push_str("&skn=");
-            token.push_str(&url_encode(skn));
+            token.push_str(&urlencoding::encode(skn));
         }
         Ok(Self(token))
     }
@@ -103,20 +103,6 @@ impl std::fmt::Debug for SasToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SasToken(..)")
     }
-}
-
-/// Percent-encodes everything but the unreserved set `A-Z a-z 0-9 - _ . ~`, uppercase hex.
-pub fn url_encode(s: &str) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -175,7 +161,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             sig_of(&t),
-            url_encode("t6/8JHWQuQgM9mXdYf/uIqa3dKECOEk9Rr4WrFV19q0=")
+            urlencoding::encode("t6/8JHWQuQgM9mXdYf/uIqa3dKECOEk9Rr4WrFV19q0=")
         );
         assert!(t.expose().ends_with("&skn=registration"));
     }

@@ -142,31 +142,17 @@ pub fn mint(
     expiry_unix: u64,
     key_name: Option<&str>,
 ) -> Option<String> {
-    let sr = percent_encode(resource);
+    let sr = urlencoding::encode(resource);
     let sig = sign(key_b64, &format!("{sr}\n{expiry_unix}"))?;
     let mut token = format!(
         "SharedAccessSignature sr={sr}&sig={}&se={expiry_unix}",
-        percent_encode(&sig)
+        urlencoding::encode(&sig)
     );
     if let Some(name) = key_name {
         token.push_str("&skn=");
         token.push_str(name);
     }
     Some(token)
-}
-
-/// Percent-encodes everything but `A-Za-z0-9-_.~`, with uppercase hex.
-pub fn percent_encode(s: &str) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }
 
 /// Decodes `%XX` escapes (either case); `+` stays `+`. `None` on a bad escape or bad UTF-8.
@@ -247,7 +233,7 @@ mod tests {
     fn dps_token(sr: &str, sig: &str, tail: &str) -> String {
         format!(
             "SharedAccessSignature sr={sr}&sig={}&se=1700000000{tail}",
-            percent_encode(sig)
+            urlencoding::encode(sig)
         )
     }
 

@@ -74,7 +74,7 @@ async fn rest_register_answers_202_with_retry_after_then_200_for_every_sr_encodi
         let sig = hubswap_mock_cloud::sas::sign(&key, &format!("{sr_text}\n{se}")).unwrap();
         let token = format!(
             "SharedAccessSignature sr={sr_text}&sig={}&skn=registration&se={se}",
-            hubswap_mock_cloud::sas::percent_encode(&sig)
+            urlencoding::encode(&sig)
         );
         let body =
             format!(r#"{{"registrationId":"{reg}","payload":{{"iotcModelId":"dtmi:legacy;1"}}}}"#);

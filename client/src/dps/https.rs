@@ -37,7 +37,7 @@ pub(super) async fn request(s: &DpsSettings, req: &DpsRequest) -> Result<RawAnsw
     }));
 
     let scope = &s.id_scope;
-    let reg = crate::auth::url_encode(&s.registration_id);
+    let reg = urlencoding::encode(&s.registration_id);
     let (method, path, body) = match &req.operation {
         None => (
             "PUT",
@@ -48,7 +48,7 @@ pub(super) async fn request(s: &DpsSettings, req: &DpsRequest) -> Result<RawAnsw
             "GET",
             format!(
                 "/{scope}/registrations/{reg}/operations/{}?api-version={API_VERSION}",
-                crate::auth::url_encode(op)
+                urlencoding::encode(op)
             ),
             Vec::new(),
         ),

@@ -1,7 +1,7 @@
 //! IoT Hub MQTT topics, property bags and twin documents (spec/PROTOCOL.md §4).
 
 use super::{WireError, bag_get, parse_bag};
-use crate::auth::url_encode;
+use urlencoding::encode as url_encode;
 
 /// The api-version sent in the hub username.
 pub const API_VERSION: &str = "2021-04-12";

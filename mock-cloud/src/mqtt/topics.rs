@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::sas::{percent_decode, percent_encode};
+use crate::sas::percent_decode;
+use urlencoding::encode as percent_encode;
 
 /// What a device published on a hub connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +148,7 @@ pub(crate) fn encode_property_bag(bag: &[(String, Option<String>)]) -> String {
     bag.iter()
         .map(|(k, v)| match v {
             Some(v) => format!("{}={}", percent_encode(k), percent_encode(v)),
-            None => percent_encode(k),
+            None => percent_encode(k).into_owned(),
         })
         .collect::<Vec<_>>()
         .join("&")

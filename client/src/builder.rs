@@ -13,6 +13,9 @@ use crate::error::ConfigError;
 use crate::store::{FileStore, MemoryStore, Store};
 use crate::tls::{Identity, client_config, roots};
 
+mod local;
+pub use local::LocalCloud;
+
 /// Maps an assigned hub host name to the `(host, port)` to connect to. The TLS server name is
 /// the connect host.
 pub type HubResolver = Arc<dyn Fn(&str) -> (String, u16) + Send + Sync>;

@@ -85,7 +85,7 @@ pub mod tls;
 pub mod wire;
 
 pub use api::{C2dMessage, CommandRequest, Delivery, DeviceEvent, Twin, WhenFull};
-pub use builder::{DeviceClientBuilder, GLOBAL_DPS_HOST, HubResolver, MAX_MESSAGE};
+pub use builder::{DeviceClientBuilder, GLOBAL_DPS_HOST, HubResolver, LocalCloud, MAX_MESSAGE};
 pub use client::{DeviceClient, component_patch};
 pub use dps::DpsTransport;
 pub use error::{ClientError, ConfigError, SendError};

@@ -193,27 +193,8 @@ async fn provisions_an_x509_device_over_both_dps_transports() {
         let device = ca.issue_device(id).unwrap();
         // The registration id comes from the certificate's CN.
         let b = hubswap_client::DeviceClient::builder()
-            .id_scope(cloud.id_scope())
+            .local_cloud(&common::local(&cloud), transport)
             .x509(device.cert_pem.clone(), device.key_pem.clone())
-            .dps_transport(transport)
-            .dps_endpoint(
-                "127.0.0.1",
-                match transport {
-                    DpsTransport::Https => cloud.dps_https_addr().port(),
-                    _ => cloud.dps_mqtt_addr().port(),
-                },
-            )
-            .trust_ca_pem(cloud.ca_pem().as_bytes().to_vec())
-            .hub_resolver({
-                let hubs = cloud.info().hubs;
-                move |host| {
-                    let port = hubs
-                        .iter()
-                        .find(|h| h.host == host)
-                        .map_or(1, |h| h.addr.port());
-                    ("127.0.0.1".to_owned(), port)
-                }
-            })
             .memory_store()
             .timing(common::fast_timing());
         let (client, _events) = b.build().unwrap();

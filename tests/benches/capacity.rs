@@ -731,6 +731,7 @@ fn run(opts: &mut Opts) -> Result<()> {
             let mock = MockProcess::spawn(1, n, &group_key)?;
             let (host, addr) = mock
                 .info
+                .cloud
                 .hubs
                 .first()
                 .cloned()
@@ -752,7 +753,7 @@ fn run(opts: &mut Opts) -> Result<()> {
                 name: "mock",
                 addr,
                 pid: mock.pid(),
-                tls: connector(&mock.info.ca_pem)?,
+                tls: connector(&mock.info.cloud.ca_pem)?,
                 sources: sources.clone(),
             });
             let m = rt.block_on(measure(target, Arc::clone(&creds), &cfg));

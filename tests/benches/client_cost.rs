@@ -34,7 +34,6 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -43,7 +42,7 @@ use common::{
     MockProcess, Opts, Result, float, mib, micros_each, own_cpu, per_sec, status_kib, table,
     telemetry_payload,
 };
-use hubswap_client::{DeviceClient, StatusKind, Telemetry, WhenFull};
+use hubswap_client::{DeviceClient, DpsTransport, LocalCloud, StatusKind, Telemetry, WhenFull};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
@@ -53,22 +52,15 @@ const MODEL: &str = "dtmi:com:example:Thermostat;1";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Setup {
     group_key: String,
-    id_scope: String,
-    ca_pem: String,
-    dps_port: u16,
-    hubs: Vec<(String, u16)>,
+    cloud: LocalCloud,
 }
 
 fn builder(setup: &Setup, registration_id: &str) -> hubswap_client::DeviceClientBuilder {
-    let hubs: HashMap<String, u16> = setup.hubs.iter().cloned().collect();
     DeviceClient::builder()
-        .id_scope(setup.id_scope.as_str())
+        .local_cloud(&setup.cloud, DpsTransport::Mqtt)
         .registration_id(registration_id)
         .group_key(setup.group_key.as_str())
         .model_id(MODEL)
-        .dps_endpoint("127.0.0.1", setup.dps_port)
-        .trust_ca_pem(setup.ca_pem.as_bytes().to_vec())
-        .hub_resolver(move |host| ("127.0.0.1".to_owned(), hubs.get(host).copied().unwrap_or(1)))
         .memory_store()
 }
 
@@ -337,15 +329,7 @@ fn child_or_run(opts: &mut Opts) -> Result<()> {
     let mock = MockProcess::spawn(2, 0, &group_key)?;
     let setup = Setup {
         group_key,
-        id_scope: mock.info.id_scope.clone(),
-        ca_pem: mock.info.ca_pem.clone(),
-        dps_port: mock.info.dps_mqtt.port(),
-        hubs: mock
-            .info
-            .hubs
-            .iter()
-            .map(|(h, a)| (h.clone(), a.port()))
-            .collect(),
+        cloud: mock.info.cloud.clone(),
     };
     let common_args = |mode: &str| -> Vec<String> {
         vec![

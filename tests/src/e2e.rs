@@ -6,7 +6,7 @@
 //! that no telemetry message is lost: every message `send_telemetry` reported acknowledged was
 //! recorded by some hub (by its `$.mid`). Duplicates are counted and reported.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,8 @@ use hubswap_mock_cloud::{CloudConfig, Event, MockCloud};
 use hubswap_spec::trace::{Observation, Observed};
 use hubswap_spec::{Config, Profile, TraceCheck, validate_trace_with};
 use serde::Serialize;
+
+use crate::local::local_cloud;
 
 /// One fault of a scenario. Hubs and devices are indices (modulo the counts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -124,37 +126,20 @@ struct Fleet {
 }
 
 fn start_fleet(cloud: &MockCloud, n: usize, seed: u64) -> Result<Fleet, String> {
-    let hubs: HashMap<String, u16> = cloud
-        .info()
-        .hubs
-        .iter()
-        .map(|h| (h.host.clone(), h.addr.port()))
-        .collect();
-    let hubs = Arc::new(hubs);
+    let local = local_cloud(cloud);
     let mut clients = Vec::new();
     let mut ids = Vec::new();
     for i in 0..n {
         let id = format!("e2e-dev-{i}");
-        let map = Arc::clone(&hubs);
+        let transport = if i % 2 == 0 {
+            DpsTransport::Mqtt
+        } else {
+            DpsTransport::Https
+        };
         let (client, _events) = DeviceClient::builder()
-            .id_scope(cloud.id_scope())
+            .local_cloud(&local, transport)
             .registration_id(&id)
             .group_key(cloud.group_key("default").unwrap_or_default())
-            .dps_transport(if i % 2 == 0 {
-                DpsTransport::Mqtt
-            } else {
-                DpsTransport::Https
-            })
-            .dps_endpoint(
-                "127.0.0.1",
-                if i % 2 == 0 {
-                    cloud.dps_mqtt_addr().port()
-                } else {
-                    cloud.dps_https_addr().port()
-                },
-            )
-            .trust_ca_pem(cloud.ca_pem().as_bytes().to_vec())
-            .hub_resolver(move |host| ("127.0.0.1".to_owned(), map.get(host).copied().unwrap_or(1)))
             .memory_store()
             .timing(timing())
             .jitter_seed(seed.wrapping_add(i as u64))

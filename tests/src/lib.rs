@@ -19,6 +19,7 @@
 pub mod device;
 pub mod drill;
 pub mod e2e;
+pub mod local;
 pub mod presence;
 pub mod report;
 pub mod runner;

@@ -120,3 +120,24 @@ fn x509_takes_the_registration_id_from_the_certificate() {
     assert!(s.hub_key.is_none());
     assert_eq!(s.dps.port, 443);
 }
+
+#[test]
+fn a_local_cloud_sets_the_scope_the_dps_listener_and_the_hub_addresses() {
+    let addr = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+    let cloud = LocalCloud {
+        id_scope: "0neLOCAL".into(),
+        ca_pem: "pem".into(),
+        dps_mqtt: addr("127.0.0.1:4001"),
+        dps_https: addr("127.0.0.2:4002"),
+        hubs: vec![("hub-a.example".into(), addr("127.0.0.3:4003"))],
+    };
+    let b = DeviceClientBuilder::default().local_cloud(&cloud, DpsTransport::Https);
+    assert_eq!(b.id_scope.as_deref(), Some("0neLOCAL"));
+    assert_eq!((b.dps_host.as_str(), b.dps_port), ("127.0.0.2", Some(4002)));
+    assert_eq!(b.ca_pem.as_deref(), Some(&b"pem"[..]));
+    let resolve = b.resolver.expect("a resolver");
+    assert_eq!(resolve("hub-a.example"), ("127.0.0.3".to_owned(), 4003));
+    assert_eq!(resolve("other.example"), ("other.example".to_owned(), 8883));
+    let b = DeviceClientBuilder::default().local_cloud(&cloud, DpsTransport::Mqtt);
+    assert_eq!((b.dps_host.as_str(), b.dps_port), ("127.0.0.1", Some(4001)));
+}

@@ -1,10 +1,11 @@
 //! Shared helpers: a mock cloud on ephemeral loopback ports and a client pointed at it.
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use hubswap_client::{DeviceClient, DeviceClientBuilder, DeviceEvent, DpsTransport, StatusKind};
+use hubswap_client::{
+    DeviceClient, DeviceClientBuilder, DeviceEvent, DpsTransport, LocalCloud, StatusKind,
+};
 use hubswap_mock_cloud::{CloudConfig, Event, LogRecord, MockCloud};
 use hubswap_spec as spec;
 use tokio::sync::{mpsc, watch};
@@ -44,28 +45,28 @@ pub fn fast_timing() -> spec::Config {
     c
 }
 
-/// A builder for `reg_id` in the mock's `default` group, with the mock's CA and a resolver
-/// from the mock's hub host names to their ephemeral ports.
+/// The mock's id scope, CA, DPS listeners and hubs, as the client's [`LocalCloud`].
+pub fn local(cloud: &MockCloud) -> LocalCloud {
+    let hubs = cloud.info().hubs.into_iter().map(|h| (h.host, h.addr));
+    let (dps_mqtt, dps_https) = (cloud.dps_mqtt_addr(), cloud.dps_https_addr());
+    let (id_scope, ca_pem) = (cloud.id_scope().to_owned(), cloud.ca_pem().to_owned());
+    let hubs = hubs.collect();
+    LocalCloud {
+        id_scope,
+        ca_pem,
+        dps_mqtt,
+        dps_https,
+        hubs,
+    }
+}
+
+/// A builder for `reg_id` in the mock's `default` group, with fast timing.
 pub fn builder(cloud: &MockCloud, reg_id: &str, transport: DpsTransport) -> DeviceClientBuilder {
-    let hubs: HashMap<String, u16> = cloud
-        .info()
-        .hubs
-        .iter()
-        .map(|h| (h.host.clone(), h.addr.port()))
-        .collect();
-    let dps_port = match transport {
-        DpsTransport::Https => cloud.dps_https_addr().port(),
-        _ => cloud.dps_mqtt_addr().port(),
-    };
     DeviceClient::builder()
-        .id_scope(cloud.id_scope())
+        .local_cloud(&local(cloud), transport)
         .registration_id(reg_id)
         .group_key(cloud.group_key("default").expect("default group"))
         .model_id(MODEL)
-        .dps_transport(transport)
-        .dps_endpoint("127.0.0.1", dps_port)
-        .trust_ca_pem(cloud.ca_pem().as_bytes().to_vec())
-        .hub_resolver(move |host| ("127.0.0.1".to_owned(), hubs.get(host).copied().unwrap_or(1)))
         .memory_store()
         .timing(fast_timing())
         .jitter_seed(7)

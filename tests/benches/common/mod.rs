@@ -7,12 +7,13 @@
 )]
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::str::FromStr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use hubswap_client::LocalCloud;
+use hubswap_conformance::local::local_cloud;
 use hubswap_mock_cloud::{CloudConfig, MockCloud};
 use serde::{Deserialize, Serialize};
 
@@ -281,10 +282,8 @@ pub(crate) fn machine_note() -> String {
 /// What the mock-cloud child reports once it serves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct MockInfo {
-    pub id_scope: String,
-    pub ca_pem: String,
-    pub dps_mqtt: SocketAddr,
-    pub hubs: Vec<(String, SocketAddr)>,
+    /// Where it listens and the CA to trust.
+    pub cloud: LocalCloud,
     pub devices: usize,
     pub register_secs: f64,
     /// The child's `VmRSS` before it registered the devices, and after.
@@ -438,14 +437,7 @@ pub(crate) fn serve_mock_child(hubs: usize, devices: usize) -> Result<()> {
                 .map_err(|e| format!("registering {}: {e}", device_id(i)))?;
         }
         let info = MockInfo {
-            id_scope: cloud.id_scope().to_owned(),
-            ca_pem: cloud.ca_pem().to_owned(),
-            dps_mqtt: cloud.dps_mqtt_addr(),
-            hubs: cloud
-                .hub_hosts()
-                .into_iter()
-                .filter_map(|h| cloud.hub_addr(&h).map(|a| (h, a)))
-                .collect(),
+            cloud: local_cloud(&cloud),
             devices,
             register_secs: started.elapsed().as_secs_f64(),
             rss_empty_kib,

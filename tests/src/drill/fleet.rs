@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::args::{DrillArgs, DrillError};
+use crate::local::local_cloud;
 
 const MODEL: &str = "dtmi:com:example:Thermostat;1";
 
@@ -103,14 +104,7 @@ impl Fleet {
 
     /// Starts every client of `spec` (they connect on their own) and their senders.
     pub fn start_spec(cloud: &MockCloud, spec: &FleetSpec) -> Result<Self, DrillError> {
-        let hubs: Arc<HashMap<String, u16>> = Arc::new(
-            cloud
-                .info()
-                .hubs
-                .iter()
-                .map(|h| (h.host.clone(), h.addr.port()))
-                .collect(),
-        );
+        let local = local_cloud(cloud);
         let group_key = cloud
             .group_key("default")
             .ok_or_else(|| DrillError::Client {
@@ -129,19 +123,12 @@ impl Fleet {
         };
         for i in 0..spec.devices {
             let id = format!("{}-{i:05}", spec.prefix);
-            let hubs = Arc::clone(&hubs);
             let seed = spec.shared_seed.unwrap_or(i as u64 + 1);
             let (client, _events) = DeviceClient::builder()
-                .id_scope(cloud.id_scope())
+                .local_cloud(&local, DpsTransport::Mqtt)
                 .registration_id(&id)
                 .group_key(&group_key)
                 .model_id(MODEL)
-                .dps_transport(DpsTransport::Mqtt)
-                .dps_endpoint("127.0.0.1", cloud.dps_mqtt_addr().port())
-                .trust_ca_pem(cloud.ca_pem().as_bytes().to_vec())
-                .hub_resolver(move |host| {
-                    ("127.0.0.1".to_owned(), hubs.get(host).copied().unwrap_or(1))
-                })
                 .memory_store()
                 .timing(spec.config.clone())
                 .jitter_seed(seed)

@@ -93,7 +93,8 @@ impl Responder {
 #[derive(Debug)]
 pub(crate) enum Request {
     Telemetry {
-        msg: Telemetry,
+        /// Boxed: it is most of the enum's size, and every client's channel reserves 32 slots.
+        msg: Box<Telemetry>,
         done: oneshot::Sender<Result<String, SendError>>,
         /// The outbox room this message holds until it settles.
         permit: OwnedSemaphorePermit,

@@ -95,7 +95,11 @@ impl DeviceClient {
         };
         let (done, rx) = oneshot::channel();
         self.api
-            .send(Request::Telemetry { msg, done, permit })
+            .send(Request::Telemetry {
+                msg: Box::new(msg),
+                done,
+                permit,
+            })
             .map_err(|_| SendError::Shutdown)?;
         Ok(Delivery { rx })
     }

@@ -78,6 +78,9 @@ impl HubLink {
         connect_timeout_s: u64,
     ) -> (Self, mpsc::UnboundedReceiver<HubEvent>) {
         let (client, mut el) = AsyncClient::new(options, cap);
+        // rumqttc reserves room for 100 buffered events (14 KiB) per client; the task drains
+        // them one at a time, so the queue starts empty and grows only if it must.
+        el.state.events = std::collections::VecDeque::new();
         let mut net = el.network_options();
         net.set_connection_timeout(connect_timeout_s.max(1));
         el.set_network_options(net);

@@ -97,6 +97,9 @@ pub fn roots(ca_pem: Option<&[u8]>) -> Result<RootCertStore, ConfigError> {
     Ok(store)
 }
 
+/// TLS sessions remembered for resumption, per config.
+const SESSION_CACHE: usize = 8;
+
 /// A client config with the ring provider, TLS 1.2 and 1.3, and the identity if any.
 pub fn client_config(
     roots: RootCertStore,
@@ -107,12 +110,15 @@ pub fn client_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| ConfigError::Tls(e.to_string()))?
         .with_root_certificates(roots);
-    let cfg = match identity {
+    let mut cfg = match identity {
         Some(id) => builder
             .with_client_auth_cert(id.certs.clone(), id.key.clone_key())
             .map_err(|e| ConfigError::Tls(e.to_string()))?,
         None => builder.with_no_client_auth(),
     };
+    // A device resumes sessions with DPS and a hub or two, not the 256 servers rustls reserves
+    // room for by default in every config.
+    cfg.resumption = rustls::client::Resumption::in_memory_sessions(SESSION_CACHE);
     Ok(Arc::new(cfg))
 }
 

@@ -164,7 +164,7 @@ impl Driver {
                     }
                 }
                 let handle = self.io.wait(Caller::Telemetry { done, permit });
-                Event::Telemetry { handle, msg }
+                Event::Telemetry { handle, msg: *msg }
             }
             Request::Report { patch, done } => Event::Twin {
                 handle: self.io.wait(Caller::Report(done)),

@@ -12,6 +12,8 @@
 //!   growth over the same process before the client started.
 //! - **RSS per client in a fleet**: a child process per fleet size N (`--fleets`), multi-thread
 //!   runtime, N clients; (`VmRSS` with all N connected and idle − `VmRSS` before) / N.
+//! - **The shipped binary**: `hubswap-device`, built with the `device` profile, connected to the
+//!   same mock and idle, read from `/proc/PID/status` (`client_cost/device.rs`).
 //! - **CPU time per telemetry message**: in the single-client process, `getrusage` (user + sys,
 //!   all threads) around `--messages` calls of `send_telemetry` (each awaits its PUBACK), once
 //!   one at a time and once from `--pipeline` concurrent senders; divided by the messages.
@@ -33,6 +35,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "client_cost/device.rs"]
+mod device;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::ExitCode;
@@ -354,8 +358,11 @@ fn child_or_run(opts: &mut Opts) -> Result<()> {
         args.extend(["--fleet".to_owned(), n.to_string()]);
         fleet_results.push(run_child::<FleetResult>(&args, &setup)?);
     }
+    println!("[device] hubswap-device, built with the device profile ...");
+    let device = device::measure(&setup.cloud, &setup.group_key, idle);
     mock.stop();
     print_tables(&single, &fleet_results, payload);
+    device::print(&device);
     Ok(())
 }
 

@@ -19,6 +19,8 @@ use hubswap_client::{
     DeviceClient, DeviceClientBuilder, DeviceEvent, DpsTransport, FileStore, Telemetry, WhenFull,
 };
 use serde_json::json;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 const MODEL: &str = "dtmi:com:example:Thermostat;1";
 
@@ -187,10 +189,19 @@ fn configure(args: &Args) -> Result<DeviceClientBuilder, Box<dyn std::error::Err
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
     let args = Args::parse();
+    // `RUST_LOG` as `target=level` directives (no regular expressions: the binary stays small).
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) => v
+            .parse::<tracing_subscriber::filter::Targets>()
+            .map_err(|e| format!("RUST_LOG {v:?}: {e}"))?,
+        Err(_) => tracing_subscriber::filter::Targets::new()
+            .with_default(tracing_subscriber::filter::LevelFilter::ERROR),
+    };
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer())
+        .with(filter)
+        .init();
     let b = configure(&args)?;
     let (client, mut events) = b.build()?;
 

@@ -105,6 +105,10 @@ fn headless(bin: &Path, profile: &Path) -> Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headless_chromium_renders_the_chart() {
     let Some(bin) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but chromium is not installed: .ci/run installs it"
+        );
         println!("skipped: chromium is not installed (apt-get install -y chromium)");
         return;
     };

@@ -268,7 +268,12 @@ pub async fn run(s: &Scenario, seed: u64) -> Outcome {
                     _ = stop.changed() => break,
                     _ = tick.tick() => {
                         n += 1;
-                        if let Ok(d) = c.queue_telemetry(Telemetry::json(&serde_json::json!({ "n": n })), WhenFull::Wait).await {
+                        let queued = c.queue_telemetry(Telemetry::json(&serde_json::json!({ "n": n })), WhenFull::Wait);
+                        let queued = tokio::select! {
+                            q = queued => q,
+                            _ = stop.changed() => break,
+                        };
+                        if let Ok(d) = queued {
                             let results = Arc::clone(&results);
                             pending.push(tokio::spawn(async move {
                                 let r = d.acked().await;
@@ -306,8 +311,28 @@ pub async fn run(s: &Scenario, seed: u64) -> Outcome {
         }
     }
     let _ = stop_tx.send(true);
+    wind_down(&fleet, senders, bound, &mut out).await;
+    check(&cloud, &fleet, &results, &cfg, &mut out);
+    cloud.shutdown().await;
+    out.elapsed = started.elapsed();
+    out
+}
+
+/// Joins the telemetry senders and their pending messages, then shuts the clients down; each
+/// wait is bounded, so a client that hangs is reported instead of hanging the run.
+async fn wind_down(
+    fleet: &Fleet,
+    senders: Vec<tokio::task::JoinHandle<Vec<tokio::task::JoinHandle<()>>>>,
+    bound: Duration,
+    out: &mut Outcome,
+) {
     for s in senders {
-        if let Ok(pending) = s.await {
+        let Ok(joined) = tokio::time::timeout(bound, s).await else {
+            out.problems
+                .push(format!("a telemetry sender did not stop within {bound:?}"));
+            continue;
+        };
+        if let Ok(pending) = joined {
             for p in pending {
                 if tokio::time::timeout(bound, p).await.is_err() {
                     out.problems
@@ -316,13 +341,12 @@ pub async fn run(s: &Scenario, seed: u64) -> Outcome {
             }
         }
     }
-    for c in &fleet.clients {
-        c.shutdown().await;
+    for (c, id) in fleet.clients.iter().zip(&fleet.ids) {
+        if tokio::time::timeout(bound, c.shutdown()).await.is_err() {
+            out.problems
+                .push(format!("{id} did not shut down within {bound:?}"));
+        }
     }
-    check(&cloud, &fleet, &results, &cfg, &mut out);
-    cloud.shutdown().await;
-    out.elapsed = started.elapsed();
-    out
 }
 
 fn check(cloud: &MockCloud, fleet: &Fleet, results: &Results, cfg: &Config, out: &mut Outcome) {

@@ -1,5 +1,7 @@
 //! [`DeviceClientBuilder`]: every option, validated into a typed [`ConfigError`].
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,11 +12,9 @@ use rustls::ClientConfig;
 use crate::auth::SecretKey;
 use crate::dps::{DpsSettings, DpsTransport};
 use crate::error::ConfigError;
+use crate::local::LocalCloud;
 use crate::store::{FileStore, MemoryStore, Store};
 use crate::tls::{Identity, client_config, roots};
-
-mod local;
-pub use local::LocalCloud;
 
 /// Maps an assigned hub host name to the `(host, port)` to connect to. The TLS server name is
 /// the connect host.
@@ -214,6 +214,26 @@ impl DeviceClientBuilder {
     pub fn hub_port(mut self, port: u16) -> Self {
         self.hub_port = port;
         self
+    }
+    /// Points the client at a local cloud: its id scope, its DPS endpoint for `transport`, its
+    /// CA as the only trust root, and its hubs' addresses for the host names DPS assigns. A
+    /// host name the cloud does not list is dialled as itself on the hub port.
+    #[must_use]
+    pub fn local_cloud(self, cloud: &LocalCloud, transport: DpsTransport) -> Self {
+        let dps = match transport {
+            DpsTransport::Mqtt => cloud.dps_mqtt,
+            DpsTransport::Https => cloud.dps_https,
+        };
+        let hubs: HashMap<String, SocketAddr> = cloud.hubs.iter().cloned().collect();
+        let hub_port = self.hub_port;
+        self.id_scope(cloud.id_scope.as_str())
+            .dps_transport(transport)
+            .dps_endpoint(dps.ip().to_string(), dps.port())
+            .trust_ca_pem(cloud.ca_pem.as_bytes().to_vec())
+            .hub_resolver(move |host| match hubs.get(host) {
+                Some(a) => (a.ip().to_string(), a.port()),
+                None => (host.to_owned(), hub_port),
+            })
     }
     /// Seeds the backoff jitter (default: seeded from the OS at start).
     pub fn jitter_seed(mut self, seed: u64) -> Self {

@@ -124,7 +124,7 @@ fn x509_takes_the_registration_id_from_the_certificate() {
 #[test]
 fn a_local_cloud_sets_the_scope_the_dps_listener_and_the_hub_addresses() {
     // Addresses as data only: the builder stores them, nothing binds or dials them here.
-    let addr = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+    let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
     let cloud = LocalCloud {
         id_scope: "0neLOCAL".into(),
         ca_pem: "pem".into(),

@@ -1,8 +1,10 @@
 //! Conformance suite: fault scenarios end to end, with real hubswap clients against
 //! a real mock cloud over loopback sockets, delays scaled down through the spec's `Config`.
 //!
-//! - One named case per guarantee G1–G8.
-//! - A bounded randomised sweep (`HUBSWAP_SWEEP_CASES`, default 3); a failing case prints the
+//! - One case per scenario of the conformance catalogue (`hubswap_conformance::runner::Scenario`,
+//!   the list the runner grades device programs with), played by three clients at once.
+//! - A sweep: fixed cases with faults on several devices at once, then a bounded random sample
+//!   (`HUBSWAP_SWEEP_CASES`, default 3); a failing random case prints the
 //!   seed that replays it: `HUBSWAP_SWEEP_SEED=<seed> cargo test -p hubswap-conformance --test
 //!   fault_scenarios sweep`. Set `HUBSWAP_SWEEP_CASES=100` for a larger sweep.
 #![allow(
@@ -10,7 +12,8 @@
     reason = "the sweep seeds itself from the clock when no seed is given"
 )]
 
-use hubswap_conformance::e2e::{FaultKind as F, Outcome, Scenario, Timed, run};
+use hubswap_conformance::e2e::{FaultKind as F, Outcome, Plan, Scenario, Timed, run};
+use hubswap_conformance::runner::Scenario as Catalogue;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
@@ -28,7 +31,7 @@ fn play(name: &str, s: &Scenario) -> Outcome {
     println!(
         "{name}: {} devices, {} faults: sent {}, lost {}, duplicated {}, expired {} in {:?}",
         s.devices,
-        s.faults.len(),
+        s.timed_faults(),
         out.sent,
         out.lost,
         out.duplicated,
@@ -49,98 +52,75 @@ fn assert_clean(name: &str, s: &Scenario) {
     assert!(out.sent > 0, "telemetry flowed");
 }
 
-#[test]
-fn g1_unreachable_hub_then_failover() {
-    assert_clean(
-        "G1",
-        &Scenario {
-            devices: 3,
-            faults: vec![at(0, F::FailoverHub(0)), at(0, F::Outage(0))],
-        },
-    );
+/// One test per scenario of the conformance catalogue, played by three hubswap clients; the
+/// runner plays the same catalogue against any device program.
+macro_rules! catalogue {
+    ($($test:ident => $scenario:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                let s = Scenario {
+                    devices: 3,
+                    plan: Plan::Catalogue(Catalogue::$scenario),
+                };
+                assert_clean(Catalogue::$scenario.name(), &s);
+            }
+        )*
+
+        #[test]
+        fn every_catalogue_scenario_has_a_test() {
+            let tested = [$(Catalogue::$scenario),*];
+            for s in Catalogue::ALL {
+                assert!(tested.contains(&s), "{} has no end-to-end test", s.name());
+            }
+        }
+    };
 }
 
-#[test]
-fn g2_expired_tokens() {
-    assert_clean(
-        "G2",
-        &Scenario {
-            devices: 3,
-            faults: vec![at(0, F::ExpireToken(0)), at(300, F::ExpireToken(1))],
-        },
-    );
+catalogue! {
+    steady_telemetry => Steady,
+    restart_with_cached_assignment => RestartCached,
+    unreachable_hub => UnreachableHub,
+    expired_token => ExpiredToken,
+    device_disabled => DeviceDisabled,
+    operator_blocked => OperatorBlocked,
+    internal_error_500 => InternalError,
+    failover_and_failback => FailoverFailback,
+    dps_throttling => DpsThrottling,
 }
 
-#[test]
-fn g3_failover_and_failback() {
-    assert_clean(
-        "G3",
-        &Scenario {
-            devices: 4,
-            faults: vec![at(0, F::FailoverHub(0)), at(1_500, F::Failback)],
-        },
-    );
-}
-
-#[test]
-fn g4_operator_block() {
-    assert_clean(
-        "G4",
-        &Scenario {
-            devices: 2,
-            faults: vec![at(0, F::Block(0)), at(200, F::Disable(1))],
-        },
-    );
-}
-
-#[test]
-fn g5_internal_errors() {
-    assert_clean(
-        "G5",
-        &Scenario {
-            devices: 3,
-            faults: vec![
+/// Cases the sweep always plays before its random ones: faults on several devices at once.
+fn fixed_cases() -> Vec<Scenario> {
+    let timed = |devices, faults| Scenario {
+        devices,
+        plan: Plan::Timed(faults),
+    };
+    vec![
+        timed(
+            8,
+            vec![at(0, F::Drop(0)), at(200, F::Drop(3)), at(400, F::Drop(5))],
+        ),
+        timed(
+            5,
+            vec![
+                at(0, F::FailoverHub(1)),
+                at(100, F::Dps500(2)),
+                at(200, F::Block(2)),
+                at(300, F::ExpireToken(0)),
+                at(400, F::Outage(1)),
+                at(600, F::Failback),
+            ],
+        ),
+        timed(
+            3,
+            vec![
                 at(0, F::Connack3(0)),
                 at(0, F::Drop(0)),
                 at(100, F::Dps500(3)),
             ],
-        },
-    );
-}
-
-#[test]
-fn g6_dps_throttling() {
-    assert_clean(
-        "G6",
-        &Scenario {
-            devices: 3,
-            faults: vec![at(0, F::Dps429(3)), at(0, F::FailoverHub(0))],
-        },
-    );
-}
-
-#[test]
-fn g7_drops_and_renewals_without_loss() {
-    assert_clean(
-        "G7",
-        &Scenario {
-            devices: 8,
-            faults: vec![at(0, F::Drop(0)), at(200, F::Drop(3)), at(400, F::Drop(5))],
-        },
-    );
-}
-
-#[test]
-fn g8_everything_then_the_cloud_behaves() {
-    let faults = vec![
-        at(0, F::FailoverHub(1)),
-        at(100, F::Dps500(2)),
-        at(200, F::Block(2)),
-        at(300, F::ExpireToken(0)),
-        at(400, F::Outage(1)),
-        at(600, F::Failback),
-    ];
-    assert_clean("G8", &Scenario { devices: 5, faults });
+        ),
+        timed(3, vec![at(0, F::Dps429(3)), at(0, F::FailoverHub(0))]),
+    ]
 }
 
 fn fault() -> impl Strategy<Value = F> {
@@ -169,10 +149,11 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             f.sort_by_key(|(t, _)| *t);
             Scenario {
                 devices,
-                faults: f
-                    .into_iter()
-                    .map(|(at_ms, fault)| Timed { at_ms, fault })
-                    .collect(),
+                plan: Plan::Timed(
+                    f.into_iter()
+                        .map(|(at_ms, fault)| Timed { at_ms, fault })
+                        .collect(),
+                ),
             }
         })
 }
@@ -204,6 +185,19 @@ fn sweep() {
     let mut runner = TestRunner::new_with_rng(config, rng);
     let started = std::time::Instant::now();
     let totals = std::sync::Mutex::new((0usize, 0usize, 0usize));
+    for (i, s) in fixed_cases().iter().enumerate() {
+        let out = play(&format!("fixed case {i}"), s);
+        assert!(
+            out.problems.is_empty(),
+            "fixed case {i}: {:#?}\nscenario {s:?}",
+            out.problems
+        );
+        if let Ok(mut t) = totals.lock() {
+            t.0 += out.sent;
+            t.1 += out.lost;
+            t.2 += out.duplicated;
+        }
+    }
     let result = runner.run(&scenario(), |s| {
         let out = play("sweep case", &s);
         if let Ok(mut t) = totals.lock() {
@@ -217,9 +211,9 @@ fn sweep() {
     let (sent, lost, dup) = totals.lock().map(|t| *t).unwrap_or_default();
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     println!(
-        "sweep: {cases} scenarios in {:.1} s ({:.1}/min): sent {sent}, lost {lost}, duplicated {dup}",
-        minutes * 60.0,
-        f64::from(cases) / minutes
+        "sweep: {} fixed and {cases} random scenarios in {:.1} s: sent {sent}, lost {lost}, duplicated {dup}",
+        fixed_cases().len(),
+        minutes * 60.0
     );
     if let Err(e) = result {
         panic!("sweep failed; replay with HUBSWAP_SWEEP_SEED={seed}: {e}");

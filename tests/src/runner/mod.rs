@@ -14,6 +14,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use hubswap_mock_cloud::fault::RefuseAt;
 use hubswap_spec::trace::{DpsRequest, Observed};
 use hubswap_spec::{Config, TraceCheck, grade};
 
@@ -177,6 +178,8 @@ async fn run_one(
                 hub,
                 other,
                 timing: opts.timing,
+                // One device per cloud: a reset at TCP accept is attributed to it.
+                refuse_at: RefuseAt::Accept,
             };
             if let Err(p) = scenario::play(scenario, &cx).await {
                 problems.push(p);

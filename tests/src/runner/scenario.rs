@@ -7,7 +7,7 @@ use clap::ValueEnum;
 use hubswap_mock_cloud::MockCloud;
 use hubswap_mock_cloud::fault::{
     Block, DeviceOnHub, DpsError, Failover, Fault, HubDown, HubError, HubErrorMode, Lifetime,
-    OutageMode,
+    OutageMode, RefuseAt,
 };
 use serde::Serialize;
 
@@ -98,6 +98,8 @@ pub struct Ctx<'a> {
     pub other: String,
     /// Timing.
     pub timing: Timing,
+    /// When a hub that became unreachable resets a connection.
+    pub refuse_at: RefuseAt,
 }
 
 impl Ctx<'_> {
@@ -164,6 +166,7 @@ async fn unreachable_hub(cx: &Ctx<'_>) -> Result<(), String> {
     let down = HubDown {
         hub: cx.hub.clone(),
         mode: OutageMode::Refuse,
+        refuse_at: cx.refuse_at,
         ..HubDown::default()
     };
     cx.apply(Fault::HubDown(down)).await?;

@@ -1,5 +1,7 @@
 //! End-to-end fault scenarios (conformance suite): real hubswap clients against a
-//! real mock cloud over loopback, a timed sequence of faults, telemetry throughout, then checks.
+//! real mock cloud over loopback, telemetry throughout, then checks. The faults are either a
+//! scenario of the runner's catalogue ([`crate::runner::Scenario`], the same code the runner
+//! plays against any device program) or a timed sequence in the vocabulary of [`FaultKind`].
 //!
 //! After the faults stop the harness checks that `spec::validate_trace` accepts the cloud's
 //! observation log, that every device is connected again within the bound the spec gives, and
@@ -11,58 +13,48 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hubswap_client::{DeviceClient, DpsTransport, SendError, StatusKind, Telemetry, WhenFull};
-use hubswap_mock_cloud::fault::{
-    Block, DeviceArg, DeviceOnHub, DpsError, Failback, Failover, Fault, HubDown, HubError,
-    HubErrorMode, Lifetime, Network, NetworkMode, OutageMode, RefuseAt,
-};
+use hubswap_mock_cloud::fault::RefuseAt;
 use hubswap_mock_cloud::{CloudConfig, Event, MockCloud};
 use hubswap_spec::trace::{Observation, Observed};
 use hubswap_spec::{Config, Profile, TraceCheck, validate_trace_with};
 use serde::Serialize;
 
 use crate::local::local_cloud;
+use crate::runner::{cloud as runner_cloud, scenario as catalogue};
 
-/// One fault of a scenario. Hubs and devices are indices (modulo the counts).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum FaultKind {
-    /// Fail a hub over to the other one.
-    FailoverHub(usize),
-    /// Fail back every failed-over device.
-    Failback,
-    /// Drop a device's TCP connection.
-    Drop(usize),
-    /// DPS answers 500 to the next `n` requests.
-    Dps500(u32),
-    /// DPS answers 429 with retry-after 1 s to the next `n` requests.
-    Dps429(u32),
-    /// Invalidate a device's token.
-    ExpireToken(usize),
-    /// Disable a device on its hub for a while.
-    Disable(usize),
-    /// Block a device for a while.
-    Block(usize),
-    /// Make a hub unreachable (reset at accept) for a while.
-    Outage(usize),
-    /// A hub refuses CONNECTs with CONNACK 3 for a while.
-    Connack3(usize),
-}
+mod faults;
+pub use faults::{FaultKind, HOLD, Timed};
 
-/// A fault at a time offset from the start of the fault phase.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Timed {
-    /// Milliseconds into the fault phase.
-    pub at_ms: u64,
-    /// The fault.
-    pub fault: FaultKind,
-}
-
-/// A generated scenario.
+/// A scenario for a fleet of hubswap clients.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Scenario {
     /// How many devices (1 to 8).
     pub devices: usize,
-    /// The faults, in time order.
-    pub faults: Vec<Timed>,
+    /// What goes wrong.
+    pub plan: Plan,
+}
+
+/// What goes wrong in a scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Plan {
+    /// Faults at fixed times, in time order, each held for [`HOLD`].
+    Timed(Vec<Timed>),
+    /// A scenario of the conformance catalogue (the runner's), played on the first device while
+    /// the others keep sending; its own checks apply (for example, that a device does not
+    /// reconnect to the hub that became unreachable). `restart-with-cached-assignment` restarts
+    /// a device process, which only the runner does; here it plays as steady telemetry (a
+    /// client's start from its cached assignment is tested in `client/tests/resilience.rs`).
+    Catalogue(catalogue::Scenario),
+}
+
+impl Scenario {
+    /// How many faults the plan applies at fixed times (none for a catalogue scenario).
+    pub fn timed_faults(&self) -> usize {
+        match &self.plan {
+            Plan::Timed(f) => f.len(),
+            Plan::Catalogue(_) => 0,
+        }
+    }
 }
 
 /// What a scenario run measured.
@@ -103,12 +95,14 @@ pub fn timing() -> Config {
         retry_after_jitter: ms(100),
         max_retry_after: ms(3_000),
         dps_poll_default: ms(300),
+        recheck: Profile {
+            floor: ms(500),
+            initial: ms(1_000),
+            cap: ms(2_000),
+        },
         ..Config::default()
     }
 }
-
-/// How long a held fault lasts.
-pub const HOLD: Duration = Duration::from_millis(1_500);
 
 /// The bound within which every device must be connected again once the cloud behaves.
 pub fn reconnect_bound(c: &Config) -> Duration {
@@ -165,68 +159,6 @@ async fn all_connected(fleet: &Fleet, within: Duration) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn hub_of(cloud: &MockCloud, i: usize) -> String {
-    let hosts = cloud.hub_hosts();
-    hosts[i % hosts.len()].clone()
-}
-
-fn fault_for(cloud: &MockCloud, fleet: &Fleet, kind: &FaultKind) -> Fault {
-    let dev = |i: usize| fleet.ids[i % fleet.ids.len()].clone();
-    match kind {
-        FaultKind::FailoverHub(h) => {
-            let (hub, to) = (hub_of(cloud, *h), hub_of(cloud, h + 1));
-            Fault::Failover(Failover {
-                hub: Some(hub),
-                to,
-                ..Failover::default()
-            })
-        }
-        FaultKind::Failback => Fault::Failback(Failback::default()),
-        FaultKind::Drop(i) => Fault::Network(Network {
-            device: Some(dev(*i)),
-            mode: NetworkMode::Drop,
-            ..Network::default()
-        }),
-        FaultKind::Dps500(n) => Fault::DpsError(DpsError {
-            status: 500,
-            count: Some(*n),
-            ..DpsError::default()
-        }),
-        FaultKind::Dps429(n) => Fault::DpsError(DpsError {
-            status: 429,
-            retry_after: Some(1),
-            count: Some(*n),
-            ..DpsError::default()
-        }),
-        FaultKind::ExpireToken(i) => Fault::ExpireToken(DeviceArg { device: dev(*i) }),
-        FaultKind::Disable(i) => Fault::Disable(DeviceOnHub {
-            device: dev(*i),
-            hub: None,
-            lifetime: Lifetime::lasting(HOLD),
-        }),
-        FaultKind::Block(i) => Fault::Block(Block {
-            device: dev(*i),
-            lifetime: Lifetime::lasting(HOLD),
-        }),
-        // Reset after CONNECT, so that the cloud knows which device it refused: with several
-        // devices a reset at TCP accept cannot be attributed (SPEC §8).
-        FaultKind::Outage(h) => Fault::HubDown(HubDown {
-            hub: hub_of(cloud, *h),
-            mode: OutageMode::Refuse,
-            refuse_at: RefuseAt::Connect,
-            lifetime: Lifetime::lasting(HOLD),
-            ..HubDown::default()
-        }),
-        FaultKind::Connack3(h) => Fault::HubError(HubError {
-            hub: hub_of(cloud, *h),
-            mode: HubErrorMode::Connack,
-            code: Some(3),
-            lifetime: Lifetime::lasting(HOLD),
-            ..HubError::default()
-        }),
-    }
 }
 
 type Results = Arc<Mutex<Vec<Result<String, SendError>>>>;
@@ -286,20 +218,14 @@ pub async fn run(s: &Scenario, seed: u64) -> Outcome {
             pending
         }));
     }
-    // The faults, at their times.
-    let phase = Instant::now();
-    for t in &s.faults {
-        tokio::time::sleep_until((phase + Duration::from_millis(t.at_ms)).into()).await;
-        if let Err(e) = cloud.apply(fault_for(&cloud, &fleet, &t.fault)).await {
-            out.problems.push(format!("fault {:?}: {e}", t.fault));
-        }
+    let bound = reconnect_bound(&cfg);
+    match &s.plan {
+        Plan::Timed(faults) => play_timed(&cloud, &fleet, faults, &mut out).await,
+        Plan::Catalogue(c) => play_catalogue(&cloud, &fleet, *c, &cfg, &mut out).await,
     }
-    let last = s.faults.iter().map(|t| t.at_ms).max().unwrap_or(0);
-    tokio::time::sleep_until((phase + Duration::from_millis(last) + HOLD).into()).await;
     // The cloud behaves from here on.
     cloud.clear_faults().await;
     let behaved = Instant::now();
-    let bound = reconnect_bound(&cfg);
     if let Err(e) = all_connected(&fleet, bound).await {
         out.problems
             .push(format!("not reconnected within the spec's bound: {e}"));
@@ -316,6 +242,60 @@ pub async fn run(s: &Scenario, seed: u64) -> Outcome {
     cloud.shutdown().await;
     out.elapsed = started.elapsed();
     out
+}
+
+/// Applies each fault at its time, then holds the last one for [`HOLD`].
+async fn play_timed(cloud: &MockCloud, fleet: &Fleet, faults: &[Timed], out: &mut Outcome) {
+    let phase = Instant::now();
+    for t in faults {
+        tokio::time::sleep_until((phase + Duration::from_millis(t.at_ms)).into()).await;
+        if let Err(e) = cloud.apply(t.fault.fault(cloud, &fleet.ids)).await {
+            out.problems.push(format!("fault {:?}: {e}", t.fault));
+        }
+    }
+    let last = faults.iter().map(|t| t.at_ms).max().unwrap_or(0);
+    tokio::time::sleep_until((phase + Duration::from_millis(last) + HOLD).into()).await;
+}
+
+/// Plays a catalogue scenario on the first device, with the runner's recovery bounds for `config`.
+async fn play_catalogue(
+    cloud: &MockCloud,
+    fleet: &Fleet,
+    scenario: catalogue::Scenario,
+    config: &Config,
+    out: &mut Outcome,
+) {
+    let bound = reconnect_bound(config);
+    let Some(device) = fleet.ids.first() else {
+        out.problems
+            .push("a catalogue scenario needs a device".into());
+        return;
+    };
+    let Some(hub) = runner_cloud::wait_connected(cloud, device, 0, bound).await else {
+        out.problems.push(format!("{device} never connected"));
+        return;
+    };
+    let other = cloud
+        .hub_hosts()
+        .into_iter()
+        .find(|h| *h != hub)
+        .unwrap_or_default();
+    let cx = catalogue::Ctx {
+        cloud,
+        device,
+        hub,
+        other,
+        timing: catalogue::Timing {
+            hold: HOLD,
+            ..crate::runner::default_timing(config)
+        },
+        // With several devices on a hub, a reset at TCP accept cannot be attributed to one of
+        // them (SPEC §8); after CONNECT it can.
+        refuse_at: RefuseAt::Connect,
+    };
+    if let Err(p) = catalogue::play(scenario, &cx).await {
+        out.problems.push(format!("{}: {p}", scenario.name()));
+    }
 }
 
 /// Joins the telemetry senders and their pending messages, then shuts the clients down; each

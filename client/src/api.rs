@@ -23,8 +23,9 @@ pub type Twin = crate::wire::hub::TwinDoc;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DeviceEvent {
-    /// A command (direct method), to be answered with [`CommandRequest::respond`].
-    Command(CommandRequest),
+    /// A command (direct method), to be answered with [`CommandRequest::respond`]. Boxed: it is
+    /// the largest event, and every client's event channel reserves room for 32 of them.
+    Command(Box<CommandRequest>),
     /// A cloud-to-device message.
     C2d(C2dMessage),
     /// A desired-properties patch (writable properties); answer with

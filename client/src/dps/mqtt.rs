@@ -27,7 +27,13 @@ pub(super) async fn request(s: &DpsSettings, req: &DpsRequest) -> Result<RawAnsw
     o.set_keep_alive(std::time::Duration::from_secs(30));
     o.set_max_packet_size(96 * 1024, 96 * 1024);
     o.set_transport(Transport::Tls(TlsConfiguration::Rustls(s.tls.clone())));
+    // One publish per connection (the registration or one poll): two in flight is room enough,
+    // and rumqttc sizes its packet-id table (default 100) from this.
+    o.set_inflight(2);
     let (client, mut el) = AsyncClient::new(o, 4);
+    // Events are taken one at a time below; rumqttc would reserve room for 100 (14 KiB) in
+    // every registration, and a fleet starting together registers all at once.
+    el.state.events = std::collections::VecDeque::new();
     let mut net = el.network_options();
     net.set_connection_timeout(s.timeout.as_secs().max(1));
     el.set_network_options(net);

@@ -42,8 +42,8 @@ pub(super) struct Io {
     hub: HubLink,
     /// Publishes the link's request channel had no room for yet, in order.
     publishes: VecDeque<(String, Vec<u8>, QoS)>,
-    dps: Option<JoinHandle<()>>,
-    dps_tx: mpsc::UnboundedSender<(u64, spec::WireSignal)>,
+    /// The DPS request in flight, which answers with its attempt number.
+    dps: Option<JoinHandle<(u64, spec::WireSignal)>>,
     journal: Option<Journal>,
     callers: HashMap<u64, Caller>,
     next_handle: u64,
@@ -51,12 +51,6 @@ pub(super) struct Io {
     api: mpsc::WeakUnboundedSender<Request>,
     status: watch::Sender<ConnectionStatus>,
 }
-
-/// The receiving ends of the hub link's events and the DPS answers.
-pub(super) type Receivers = (
-    mpsc::UnboundedReceiver<HubEvent>,
-    mpsc::UnboundedReceiver<(u64, spec::WireSignal)>,
-);
 
 impl Io {
     pub(super) fn new(
@@ -66,21 +60,19 @@ impl Io {
         api: mpsc::WeakUnboundedSender<Request>,
         status: watch::Sender<ConnectionStatus>,
         epoch_unix_ms: u64,
-    ) -> (Self, Receivers) {
+    ) -> (Self, mpsc::UnboundedReceiver<HubEvent>) {
         let mut seed_opts = MqttOptions::new(s.registration_id.clone(), "localhost", 8883);
         // rumqttc sizes its packet-id table from the options it starts with; every connection
         // uses the same in-flight limit (see `options`).
         seed_opts.set_inflight(inflight(&s));
         let cap = s.outbox_window * 2 + 32;
         let (hub, hub_rx) = HubLink::spawn(seed_opts, cap, s.spec.attempt_timeout.as_secs() + 1);
-        let (dps_tx, dps_rx) = mpsc::unbounded_channel();
         let io = Self {
             s,
             epoch_unix_ms,
             hub,
             publishes: VecDeque::new(),
             dps: None,
-            dps_tx,
             journal,
             callers: HashMap::new(),
             next_handle: 0,
@@ -88,7 +80,7 @@ impl Io {
             api,
             status,
         };
-        (io, (hub_rx, dps_rx))
+        (io, hub_rx)
     }
 
     pub(super) fn journal(&self) -> Option<&Journal> {
@@ -223,7 +215,7 @@ impl Io {
                 payload,
                 generation,
                 rid,
-            } => DeviceEvent::Command(CommandRequest {
+            } => DeviceEvent::Command(Box::new(CommandRequest {
                 component,
                 name,
                 payload,
@@ -232,7 +224,7 @@ impl Io {
                     generation,
                     rid,
                 },
-            }),
+            })),
         }
     }
 
@@ -246,11 +238,20 @@ impl Io {
             token_expiry: super::unix_now_ms() / 1000 + 3600,
         };
         let settings = self.s.dps.clone();
-        let tx = self.dps_tx.clone();
         self.dps = Some(tokio::spawn(async move {
-            let sig = dps_request(settings, req).await;
-            let _ = tx.send((attempt, sig));
+            (attempt, dps_request(settings, req).await)
         }));
+    }
+
+    /// The answer of the DPS request in flight; pending while there is none. `None` when the
+    /// task did not finish (it cannot be aborted while awaited here, so only a panic).
+    pub(super) async fn dps_answer(&mut self) -> Option<(u64, spec::WireSignal)> {
+        let Some(task) = self.dps.as_mut() else {
+            return std::future::pending().await;
+        };
+        let answer = task.await.ok();
+        self.dps = None;
+        answer
     }
 
     fn options(&self, a: &Assignment, token_expires_at: Millis) -> MqttOptions {

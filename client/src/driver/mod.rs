@@ -59,7 +59,6 @@ pub(crate) struct Driver {
 pub(crate) struct Inputs {
     pub api: mpsc::UnboundedReceiver<Request>,
     pub hub: mpsc::UnboundedReceiver<HubEvent>,
-    pub dps: mpsc::UnboundedReceiver<(u64, spec::WireSignal)>,
 }
 
 impl Driver {
@@ -82,7 +81,7 @@ impl Driver {
             cache,
             restored,
         });
-        let (io, (hub_rx, dps_rx)) = Io::new(s, journal, events, api, status, unix_now_ms());
+        let (io, hub_rx) = Io::new(s, journal, events, api, status, unix_now_ms());
         Ok((
             Self {
                 session,
@@ -92,7 +91,6 @@ impl Driver {
             Inputs {
                 api: api_rx,
                 hub: hub_rx,
-                dps: dps_rx,
             },
         ))
     }
@@ -120,7 +118,7 @@ impl Driver {
                     generation: ev.generation,
                     event: ev.event,
                 }),
-                Some((attempt, signal)) = inputs.dps.recv() => self.handle(Event::Dps { attempt, signal }),
+                Some((attempt, signal)) = self.io.dps_answer() => self.handle(Event::Dps { attempt, signal }),
                 () = sleep_until(deadline) => {
                     let now = self.now();
                     self.session.handle_timeout(now);

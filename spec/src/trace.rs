@@ -11,6 +11,7 @@ use alloc::string::String;
 pub mod grade;
 mod monitor;
 mod observation;
+mod situations;
 
 pub use grade::{GuaranteeGrade, Verdict, grade};
 pub use monitor::Monitor;

@@ -6,8 +6,10 @@
 //!
 //! Placeholders: `{dps_host}`, `{dps_port}`, `{dps_https_port}`, `{id_scope}`,
 //! `{registration_id}`, `{device_key}`, `{group_key}`, `{ca_file}`, `{hub_port}`,
-//! `{state_dir}`, `{time_scale}`, `{spec_config}`. The exit code is 0 when every guarantee passed
-//! or was not applicable, 1 when one failed or a scenario could not run, 2 on bad arguments.
+//! `{state_dir}`, `{time_scale}`, `{spec_config}`. The exit code is 0 when nothing failed and every
+//! scenario exercised the guarantees it exists to exercise, 1 when a guarantee failed or a
+//! scenario could not run, 2 on bad arguments, 3 when nothing failed but a scenario did not
+//! exercise what it exists to exercise (inconclusive).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use hubswap_conformance::report::Conclusion;
 use hubswap_conformance::runner::{self, RunOptions, Scenario};
 
 #[derive(Parser, Debug)]
@@ -132,7 +135,7 @@ fn options(a: &RunArgs) -> Result<RunOptions, String> {
     Ok(o)
 }
 
-async fn run(a: RunArgs) -> Result<bool, String> {
+async fn run(a: RunArgs) -> Result<Conclusion, String> {
     let opts = options(&a)?;
     let report = runner::run(&opts).await.map_err(|e| e.to_string())?;
     print!("{}", report.render_text());
@@ -142,7 +145,7 @@ async fn run(a: RunArgs) -> Result<bool, String> {
     if let Some(path) = &a.junit {
         std::fs::write(path, report.to_junit()).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    Ok(report.passed())
+    Ok(report.conclusion())
 }
 
 async fn drill(a: hubswap_conformance::drill::DrillArgs) -> Result<bool, String> {
@@ -165,14 +168,21 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run(a) => run(a).await,
-        Command::Drill(a) => drill(a).await,
+        Command::Drill(a) => drill(a).await.map(|passed| {
+            if passed {
+                Conclusion::Pass
+            } else {
+                Conclusion::Fail
+            }
+        }),
         Command::Simulate(a) => hubswap_conformance::sim::cli::run(&a)
-            .map(|_| true)
+            .map(|_| Conclusion::Pass)
             .map_err(|e| e.to_string()),
     };
     match outcome {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(Conclusion::Pass) => ExitCode::SUCCESS,
+        Ok(Conclusion::Fail) => ExitCode::from(1),
+        Ok(Conclusion::Inconclusive) => ExitCode::from(3),
         Err(e) => {
             eprintln!("hubswap-conformance: {e}");
             ExitCode::from(2)

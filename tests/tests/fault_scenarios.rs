@@ -3,18 +3,19 @@
 //!
 //! - One case per scenario of the conformance catalogue (`hubswap_conformance::runner::Scenario`,
 //!   the list the runner grades device programs with), played by three clients at once.
-//! - A sweep: fixed cases with faults on several devices at once, then a bounded random sample
-//!   (`HUBSWAP_SWEEP_CASES`, default 3); a failing random case prints the
-//!   seed that replays it: `HUBSWAP_SWEEP_SEED=<seed> cargo test -p hubswap-conformance --test
-//!   fault_scenarios sweep`. Set `HUBSWAP_SWEEP_CASES=100` for a larger sweep.
-#![allow(
-    clippy::disallowed_methods,
-    reason = "the sweep seeds itself from the clock when no seed is given"
-)]
+//! - A sweep: fixed cases with faults on several devices at once, then random cases drawn from
+//!   a fixed seed (the same every run), split over three tests that run in parallel. Each part
+//!   prints its totals (scenarios per minute, sent, lost, duplicated, expired); a failing case
+//!   prints the seed and count that replay it. `HUBSWAP_SWEEP_SEED` and `HUBSWAP_SWEEP_CASES`
+//!   (default 30) change them, for example 1,000 cases:
+//!   `HUBSWAP_SWEEP_CASES=1000 cargo test -p hubswap-conformance --test fault_scenarios sweep`.
 
 use hubswap_conformance::e2e::{FaultKind as F, Outcome, Plan, Scenario, Timed, run};
 use hubswap_conformance::runner::Scenario as Catalogue;
 use proptest::prelude::*;
+use std::time::Instant;
+
+use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 fn at(at_ms: u64, fault: F) -> Timed {
@@ -158,33 +159,75 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         })
 }
 
-#[test]
-fn sweep() {
-    let cases = std::env::var("HUBSWAP_SWEEP_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3u32);
-    let seed = std::env::var("HUBSWAP_SWEEP_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_secs())
-        });
-    println!("sweep: {cases} cases, HUBSWAP_SWEEP_SEED={seed}");
+/// The sweep's random cases run in this many tests, which cargo runs in parallel.
+const PARTS: usize = 3;
+
+/// The default seed: the sweep is the same on every run unless `HUBSWAP_SWEEP_SEED` says
+/// otherwise.
+const DEFAULT_SEED: u64 = 20_261_202;
+
+/// How many random cases, and the seed they are drawn from.
+fn sweep_settings() -> (usize, u64) {
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    let cases = env("HUBSWAP_SWEEP_CASES").unwrap_or(30);
+    let seed = env("HUBSWAP_SWEEP_SEED").unwrap_or(DEFAULT_SEED);
+    (usize::try_from(cases).unwrap_or(30), seed)
+}
+
+/// The random cases for `seed`: the same list in every part.
+fn random_cases(seed: u64, cases: usize) -> Vec<Scenario> {
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
-    let config = Config {
-        cases,
-        max_shrink_iters: 0,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new_with_rng(config, rng);
-    let started = std::time::Instant::now();
-    let totals = std::sync::Mutex::new((0usize, 0usize, 0usize));
+    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+    let strategy = scenario();
+    (0..cases)
+        .map(|_| {
+            strategy
+                .new_tree(&mut runner)
+                .map(|t| t.current())
+                .expect("a scenario can always be drawn")
+        })
+        .collect()
+}
+
+/// What a set of runs added up to.
+#[derive(Default)]
+struct Totals {
+    runs: usize,
+    sent: usize,
+    lost: usize,
+    duplicated: usize,
+    expired: usize,
+}
+
+impl Totals {
+    fn add(&mut self, out: &Outcome) {
+        self.runs += 1;
+        self.sent += out.sent;
+        self.lost += out.lost;
+        self.duplicated += out.duplicated;
+        self.expired += out.expired;
+    }
+
+    fn print(&self, what: &str, started: Instant) {
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{what}: {} scenarios in {secs:.1} s ({:.1} per minute): sent {}, lost {}, duplicated {}, expired {}",
+            self.runs,
+            f64::from(u32::try_from(self.runs).unwrap_or(u32::MAX)) * 60.0 / secs.max(0.001),
+            self.sent,
+            self.lost,
+            self.duplicated,
+            self.expired
+        );
+    }
+}
+
+#[test]
+fn sweep_fixed_cases() {
+    let started = Instant::now();
+    let mut totals = Totals::default();
     for (i, s) in fixed_cases().iter().enumerate() {
         let out = play(&format!("fixed case {i}"), s);
         assert!(
@@ -192,30 +235,48 @@ fn sweep() {
             "fixed case {i}: {:#?}\nscenario {s:?}",
             out.problems
         );
-        if let Ok(mut t) = totals.lock() {
-            t.0 += out.sent;
-            t.1 += out.lost;
-            t.2 += out.duplicated;
-        }
+        totals.add(&out);
     }
-    let result = runner.run(&scenario(), |s| {
-        let out = play("sweep case", &s);
-        if let Ok(mut t) = totals.lock() {
-            t.0 += out.sent;
-            t.1 += out.lost;
-            t.2 += out.duplicated;
+    totals.print("fixed cases", started);
+}
+
+/// Plays every `PARTS`-th random case, starting at `part`; a failure names the case and the
+/// seed that replays it.
+fn sweep_part(part: usize) {
+    let (cases, seed) = sweep_settings();
+    println!("sweep: {cases} cases from HUBSWAP_SWEEP_SEED={seed}, part {part} of {PARTS}");
+    let started = Instant::now();
+    let mut totals = Totals::default();
+    let mut failed = Vec::new();
+    for (i, s) in random_cases(seed, cases).iter().enumerate() {
+        if i % PARTS != part {
+            continue;
         }
-        prop_assert!(out.problems.is_empty(), "{:#?}", out.problems);
-        Ok(())
-    });
-    let (sent, lost, dup) = totals.lock().map(|t| *t).unwrap_or_default();
-    let minutes = started.elapsed().as_secs_f64() / 60.0;
-    println!(
-        "sweep: {} fixed and {cases} random scenarios in {:.1} s: sent {sent}, lost {lost}, duplicated {dup}",
-        fixed_cases().len(),
-        minutes * 60.0
+        let out = play(&format!("sweep case {i}"), s);
+        if !out.problems.is_empty() {
+            failed.push(format!("case {i}: {:#?}\nscenario {s:?}", out.problems));
+        }
+        totals.add(&out);
+    }
+    totals.print(&format!("sweep part {part}"), started);
+    assert!(
+        failed.is_empty(),
+        "sweep failed; replay with HUBSWAP_SWEEP_SEED={seed} HUBSWAP_SWEEP_CASES={cases}:\n{}",
+        failed.join("\n")
     );
-    if let Err(e) = result {
-        panic!("sweep failed; replay with HUBSWAP_SWEEP_SEED={seed}: {e}");
-    }
+}
+
+#[test]
+fn sweep_0() {
+    sweep_part(0);
+}
+
+#[test]
+fn sweep_1() {
+    sweep_part(1);
+}
+
+#[test]
+fn sweep_2() {
+    sweep_part(2);
 }

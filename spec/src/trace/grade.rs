@@ -12,17 +12,18 @@ use alloc::vec::Vec;
 
 use super::monitor::Monitor;
 use super::observation::{Divergence, Observation, Observed, Side, TraceCheck};
+use super::situations::Situations;
 use crate::classify::{Class, WireSignal, classify};
 use crate::guarantee::Guarantee;
 
 /// The verdict on one guarantee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Verdict {
-    /// Exercised, and never violated.
+    /// Its deciding situation happened (for some device), and it was never violated.
     Pass,
     /// Violated at least once.
     Fail,
-    /// The trace never created the situation the guarantee governs.
+    /// Its deciding situation never happened (SPEC §8.1), and nothing violated it.
     NotApplicable,
 }
 
@@ -37,6 +38,8 @@ pub struct GuaranteeGrade {
     pub divergences: Vec<Divergence>,
     /// Indices (into the trace) of the observations that exercised it, first ones first.
     pub evidence: Vec<usize>,
+    /// Whether its deciding situation happened: only then can it pass.
+    pub decided: bool,
 }
 
 /// The guarantees an observation exercises: the situations each one governs.
@@ -65,8 +68,9 @@ pub fn exercises(event: &Observed) -> &'static [Guarantee] {
 
 /// Grades a trace: one [`GuaranteeGrade`] per guarantee, in order G1–G10.
 ///
-/// G8 counts as exercised when the trace has an [`Observed::End`] after at least one failure:
-/// only then is "connected again by the end" a claim the trace can support.
+/// A guarantee passes only when its deciding situation happened (SPEC §8.1); G8's is an
+/// [`Observed::End`] after at least one failure: only then is "connected again by the end" a
+/// claim the trace can support.
 pub fn grade(check: &TraceCheck, observations: &[Observation]) -> Vec<GuaranteeGrade> {
     let mut grades: Vec<GuaranteeGrade> = Guarantee::ALL
         .into_iter()
@@ -75,10 +79,12 @@ pub fn grade(check: &TraceCheck, observations: &[Observation]) -> Vec<GuaranteeG
             verdict: Verdict::NotApplicable,
             divergences: Vec::new(),
             evidence: Vec::new(),
+            decided: false,
         })
         .collect();
     let slot = |g: Guarantee| Guarantee::ALL.iter().position(|x| *x == g).unwrap_or(0);
     let mut monitors: BTreeMap<&str, Monitor> = BTreeMap::new();
+    let mut situations: BTreeMap<&str, Situations> = BTreeMap::new();
     let mut failures_seen = false;
     let end = observations
         .iter()
@@ -92,6 +98,10 @@ pub fn grade(check: &TraceCheck, observations: &[Observation]) -> Vec<GuaranteeG
         for g in exercises(&o.event) {
             failures_seen |= *g != Guarantee::G7;
             push_evidence(&mut grades[slot(*g)], i);
+        }
+        let s = situations.entry(o.device.as_str()).or_default();
+        for g in s.observe(&check.config, &o.event) {
+            grades[slot(g)].decided = true;
         }
         let m = monitors.entry(o.device.as_str()).or_default();
         if let Err((g, reason)) = m.observe(check, o.at, &o.event) {
@@ -111,6 +121,7 @@ pub fn grade(check: &TraceCheck, observations: &[Observation]) -> Vec<GuaranteeG
     if let Some((i, end)) = end {
         if failures_seen {
             push_evidence(&mut grades[slot(Guarantee::G8)], i);
+            grades[slot(Guarantee::G8)].decided = true;
         }
         for (device, m) in &mut monitors {
             if let Err((g, reason)) = m.observe(check, end.at, &Observed::End) {
@@ -128,10 +139,10 @@ pub fn grade(check: &TraceCheck, observations: &[Observation]) -> Vec<GuaranteeG
     for g in &mut grades {
         g.verdict = if !g.divergences.is_empty() {
             Verdict::Fail
-        } else if g.evidence.is_empty() {
-            Verdict::NotApplicable
-        } else {
+        } else if g.decided {
             Verdict::Pass
+        } else {
+            Verdict::NotApplicable
         };
     }
     grades

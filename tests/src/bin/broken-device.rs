@@ -10,7 +10,7 @@
 //!   its cached hub (breaks G6 and G10).
 //!
 //! Otherwise it behaves: it provisions over DPS MQTT, connects with a fresh SAS token each
-//! time, sends telemetry, waits 1 s between attempts, asks DPS after two failed connects, and
+//! time, fetches its twin, sends telemetry, waits 1 s between attempts, asks DPS after two failed connects, and
 //! goes back to its hub when DPS does not answer.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -216,7 +216,13 @@ impl Device {
         loop {
             tokio::select! {
                 ev = events.poll() => match ev {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => { connected = true; println!("connected to {hub}"); }
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        connected = true;
+                        println!("connected to {hub}");
+                        // Like any IoT Central device: subscribe to twin answers, fetch the twin.
+                        let _ = client.try_subscribe("$iothub/twin/res/#", QoS::AtMostOnce);
+                        let _ = client.try_publish("$iothub/twin/GET/?$rid=1", QoS::AtMostOnce, false, "");
+                    }
                     Ok(_) => {}
                     Err(e) => { println!("hub error: {e}"); return Ok(connected); }
                 },

@@ -29,6 +29,21 @@ pub struct ScenarioOutcome {
     pub problems: Vec<String>,
     /// The verdict per guarantee in this scenario.
     pub verdicts: Vec<(Guarantee, Verdict)>,
+    /// The guarantees the scenario exists to exercise.
+    pub exercises: Vec<Guarantee>,
+    /// Those of them whose deciding situation did not happen: the scenario is inconclusive.
+    pub not_exercised: Vec<Guarantee>,
+}
+
+/// What a report concludes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Conclusion {
+    /// Every scenario ran cleanly and exercised what it exists to exercise; nothing failed.
+    Pass,
+    /// A guarantee failed, or a scenario could not run cleanly.
+    Fail,
+    /// Nothing failed, but some scenario did not exercise a guarantee it exists to exercise.
+    Inconclusive,
 }
 
 /// One line of a timeline: what the cloud saw, when, in which scenario.
@@ -185,6 +200,11 @@ impl Report {
                 continue;
             };
             entry.verdict = merge(entry.verdict, grade.verdict);
+            if grade.verdict == Verdict::NotApplicable
+                && outcome.exercises.contains(&grade.guarantee)
+            {
+                outcome.not_exercised.push(grade.guarantee);
+            }
             if !grade.divergences.is_empty() {
                 entry.failing_devices = entry.failing_devices.max(1);
             }
@@ -203,10 +223,23 @@ impl Report {
         self.scenarios.push(outcome);
     }
 
-    /// True when no guarantee failed and every scenario ran cleanly.
+    /// Fail when a guarantee failed or a scenario had a problem; else inconclusive when a
+    /// scenario did not exercise what it exists to exercise; else pass.
+    pub fn conclusion(&self) -> Conclusion {
+        if self.guarantees.iter().any(|g| g.verdict == Verdict::Fail)
+            || self.scenarios.iter().any(|s| !s.problems.is_empty())
+        {
+            Conclusion::Fail
+        } else if self.scenarios.iter().any(|s| !s.not_exercised.is_empty()) {
+            Conclusion::Inconclusive
+        } else {
+            Conclusion::Pass
+        }
+    }
+
+    /// True when the report concludes [`Conclusion::Pass`].
     pub fn passed(&self) -> bool {
-        self.guarantees.iter().all(|g| g.verdict != Verdict::Fail)
-            && self.scenarios.iter().all(|s| s.problems.is_empty())
+        self.conclusion() == Conclusion::Pass
     }
 
     /// The report for a terminal.
@@ -215,10 +248,12 @@ impl Report {
         let _ = writeln!(out, "hubswap conformance report for `{}`\n", self.device);
         let _ = writeln!(out, "scenarios:");
         for s in &self.scenarios {
-            let status = if s.problems.is_empty() {
-                "ran"
-            } else {
+            let status = if !s.problems.is_empty() {
                 "PROBLEM"
+            } else if !s.not_exercised.is_empty() {
+                "INCONCLUSIVE"
+            } else {
+                "ran"
             };
             let _ = writeln!(
                 out,
@@ -229,14 +264,18 @@ impl Report {
             for p in &s.problems {
                 let _ = writeln!(out, "      ! {p}");
             }
+            for g in &s.not_exercised {
+                let _ = writeln!(out, "      ? did not exercise {g}: {}", g.title());
+            }
         }
         let _ = writeln!(out, "\nguarantees:");
         out.push_str(&render_guarantees(&self.guarantees));
-        let _ = writeln!(
-            out,
-            "\nresult: {}",
-            if self.passed() { "PASS" } else { "FAIL" }
-        );
+        let result = match self.conclusion() {
+            Conclusion::Pass => "PASS",
+            Conclusion::Fail => "FAIL",
+            Conclusion::Inconclusive => "INCONCLUSIVE",
+        };
+        let _ = writeln!(out, "\nresult: {result}");
         out
     }
 
@@ -254,7 +293,7 @@ impl Report {
                 Verdict::Pass => TestCaseStatus::success(),
                 Verdict::NotApplicable => {
                     let mut s = TestCaseStatus::skipped();
-                    s.set_message("not applicable: no scenario exercised it");
+                    s.set_message("not exercised: no scenario created its deciding situation");
                     s
                 }
                 Verdict::Fail => {
@@ -269,12 +308,20 @@ impl Report {
             suite.add_test_case(case);
         }
         for s in &self.scenarios {
-            let status = if s.problems.is_empty() {
-                TestCaseStatus::success()
-            } else {
+            let status = if !s.problems.is_empty() {
                 let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
                 st.set_message(s.problems.join("; "));
                 st
+            } else if !s.not_exercised.is_empty() {
+                let mut st = TestCaseStatus::skipped();
+                let names: Vec<String> = s.not_exercised.iter().map(ToString::to_string).collect();
+                st.set_message(format!(
+                    "inconclusive: did not exercise {}",
+                    names.join(", ")
+                ));
+                st
+            } else {
+                TestCaseStatus::success()
             };
             let mut case = TestCase::new(s.name.clone(), status);
             case.set_classname("hubswap.scenarios");
@@ -344,6 +391,17 @@ mod tests {
         }
     }
 
+    fn scenario(name: &str, exercises: &[Guarantee]) -> ScenarioOutcome {
+        ScenarioOutcome {
+            name: name.into(),
+            duration: Duration::from_secs(1),
+            problems: vec![],
+            verdicts: vec![],
+            exercises: exercises.to_vec(),
+            not_exercised: vec![],
+        }
+    }
+
     fn failing_trace() -> Vec<Observation> {
         vec![
             obs(0, Observed::DpsRequest(DpsRequest::Register)),
@@ -359,16 +417,38 @@ mod tests {
     }
 
     #[test]
+    fn a_scenario_that_does_not_exercise_its_guarantee_is_inconclusive() {
+        // DPS answers at once: nothing throttles, so G6's situation never happens.
+        let trace = vec![
+            obs(0, Observed::DpsRequest(DpsRequest::Register)),
+            obs(
+                10,
+                Observed::DpsResponse(DpsAnswer::Assigned { hub: "h".into() }),
+            ),
+        ];
+        let grades = grade(&TraceCheck::default(), &trace);
+        let mut r = Report::new("./device");
+        let outcome = scenario("dps-throttling", &[Guarantee::G6]);
+        r.add(outcome, &grades, &trace);
+        assert_eq!(r.conclusion(), Conclusion::Inconclusive);
+        assert_eq!(r.scenarios[0].not_exercised, [Guarantee::G6]);
+        let text = r.render_text();
+        assert!(text.contains("? did not exercise G6") && text.contains("result: INCONCLUSIVE"));
+        let xml = r.to_junit();
+        assert!(xml.contains("inconclusive: did not exercise G6"), "{xml}");
+        // The same trace, in a scenario that exists for nothing in particular, passes.
+        let mut plain = Report::new("./device");
+        let outcome = scenario("steady-telemetry", &[]);
+        plain.add(outcome, &grades, &trace);
+        assert_eq!(plain.conclusion(), Conclusion::Pass);
+    }
+
+    #[test]
     fn a_failed_guarantee_fails_the_report_in_every_format() {
         let trace = failing_trace();
         let grades = grade(&TraceCheck::default(), &trace);
         let mut r = Report::new("./device");
-        let outcome = ScenarioOutcome {
-            name: "throttled".into(),
-            duration: Duration::from_secs(1),
-            problems: vec![],
-            verdicts: vec![],
-        };
+        let outcome = scenario("throttled", &[Guarantee::G6]);
         r.add(outcome, &grades, &trace);
         assert!(!r.passed());
         let g6 = r

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::time::Duration;
 
+use hubswap_mock_cloud::log::Endpoint;
 use hubswap_mock_cloud::log::to_observations_attributing;
 use hubswap_mock_cloud::{CloudConfig, Event, HubConfig, LogRecord, MockCloud};
 use hubswap_spec::trace::{Observation, Observed};
@@ -99,6 +100,51 @@ pub(crate) async fn wait_connected(
         })
         .await
         .and_then(|r| accepted_on(&r, device))
+}
+
+/// A step towards steady state: its name, and the record that shows it.
+type Milestone = (&'static str, fn(&Event) -> bool);
+
+/// Waits until `device`, connected since log sequence number `after`, is in steady state on its
+/// hub: subscribed, its twin fetched, and a telemetry message acknowledged (the hub records a
+/// message before it acknowledges it). Names the first step it did not reach.
+pub(crate) async fn wait_steady(
+    cloud: &MockCloud,
+    device: &str,
+    after: u64,
+    timeout: Duration,
+) -> Result<(), String> {
+    let steps: [Milestone; 3] = [
+        ("subscribed on its hub", |e| {
+            matches!(
+                e,
+                Event::Subscribed {
+                    endpoint: Endpoint::Hub(_),
+                    ..
+                }
+            )
+        }),
+        ("fetched its twin", |e| {
+            matches!(e, Event::TwinGet { status: 200, .. })
+        }),
+        ("had telemetry acknowledged", |e| {
+            matches!(e, Event::Telemetry { .. })
+        }),
+    ];
+    let deadline = tokio::time::Instant::now() + timeout;
+    for (what, reached) in steps {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let seen = cloud
+            .log()
+            .wait_for(left, |r| {
+                r.seq >= after && r.device.as_deref() == Some(device) && reached(&r.event)
+            })
+            .await;
+        if seen.is_none() {
+            return Err(format!("had not {what} within {timeout:?} of connecting"));
+        }
+    }
+    Ok(())
 }
 
 /// The next log sequence number.

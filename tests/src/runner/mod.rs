@@ -113,6 +113,8 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
             duration: started.elapsed(),
             problems,
             verdicts: Vec::new(),
+            exercises: scenario.exercises().to_vec(),
+            not_exercised: Vec::new(),
         };
         report.add(outcome, &grades, &observations);
     }
@@ -166,6 +168,10 @@ async fn run_one(
             log.display()
         )),
         Some(hub) => {
+            // The fault must meet a device at work, not one still starting up.
+            if let Err(p) = cloud::wait_steady(&cloud, DEVICE, 0, opts.connect_timeout).await {
+                problems.push(format!("not in steady state before the fault: {p}"));
+            }
             let other = info
                 .hubs
                 .iter()
@@ -202,9 +208,7 @@ async fn run_one(
             }
         }
     }
-    if let Some(status) = device.exited() {
-        problems.push(format!("the device exited early ({status})"));
-    }
+    problems.extend(ended_early(&mut device, &log));
     device.stop(Duration::from_secs(5)).await;
     if !cloud.log().complete_since(0) {
         problems.push(format!(
@@ -234,4 +238,15 @@ fn used_dps_after(cloud: &hubswap_mock_cloud::MockCloud, after: u64) -> bool {
                 Some(Observed::DpsRequest(DpsRequest::Register))
             )
         })
+}
+
+/// A device that exited before the runner stopped it, with the end of its output.
+fn ended_early(device: &mut DeviceProcess, log: &std::path::Path) -> Option<String> {
+    device.exited().map(|status| {
+        format!(
+            "the device exited early ({status}); the end of its output ({}):\n{}",
+            log.display(),
+            crate::device::tail(log, 20)
+        )
+    })
 }

@@ -9,6 +9,7 @@ use hubswap_mock_cloud::fault::{
     Block, DeviceOnHub, DpsError, Failover, Fault, HubDown, HubError, HubErrorMode, Lifetime,
     OutageMode, RefuseAt,
 };
+use hubswap_spec::Guarantee;
 use serde::Serialize;
 
 use super::cloud::{mark, wait_connected};
@@ -71,6 +72,23 @@ impl Scenario {
             Self::InternalError => "internal-error-500",
             Self::FailoverFailback => "failover-and-failback",
             Self::DpsThrottling => "dps-throttling",
+        }
+    }
+}
+
+impl Scenario {
+    /// The guarantees the scenario exists to exercise: when their deciding situations do not
+    /// happen, the run is inconclusive.
+    pub fn exercises(self) -> &'static [Guarantee] {
+        use Guarantee as G;
+        match self {
+            Self::Steady | Self::RestartCached => &[],
+            Self::UnreachableHub => &[G::G1, G::G8],
+            Self::ExpiredToken => &[G::G2, G::G8],
+            Self::DeviceDisabled | Self::FailoverFailback => &[G::G3, G::G8],
+            Self::OperatorBlocked => &[G::G4, G::G8],
+            Self::InternalError => &[G::G5, G::G8],
+            Self::DpsThrottling => &[G::G6, G::G10, G::G8],
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The drill, small: 20 devices through the whole story. Checks the report's invariants (0 lost,
-//! every guarantee held, every device recovered), that `report.json` and `report.html` are
+//! every guarantee exercised and held, every device recovered), that `report.json` and `report.html` are
 //! written, and that headless Chromium renders the HTML with its chart.
 
 use std::path::{Path, PathBuf};
@@ -16,6 +16,9 @@ fn small(out_dir: PathBuf) -> DrillArgs {
         token_devices: 3,
         block_ms: 1500,
         dps_errors: 5,
+        dps_throttled: 3,
+        faulty_devices: 2,
+        hold_ms: 1000,
         settle_ms: 500,
         phase_timeout_secs: 60,
         connect_timeout_secs: 60,
@@ -62,8 +65,18 @@ async fn a_small_drill_loses_nothing_and_every_guarantee_holds() {
             .iter()
             .map(|p| p.name.as_str())
             .collect::<Vec<_>>(),
-        ["failover", "unblock", "token-expiry", "failback+dps-500"]
+        [
+            "unreachable-hub",
+            "device-disabled",
+            "unblock",
+            "token-expiry",
+            "internal-error-500",
+            "failback+dps-500"
+        ]
     );
+    for g in &report.guarantees {
+        assert_eq!(g.verdict, Verdict::Pass, "{} is not exercised", g.guarantee);
+    }
     assert!(report.counts.dps_5xx > 0, "the DPS 500 burst was met");
     assert!(report.passed());
     let json: serde_json::Value = serde_json::from_slice(
@@ -71,7 +84,7 @@ async fn a_small_drill_loses_nothing_and_every_guarantee_holds() {
     )
     .expect("report.json is JSON");
     assert_eq!(json["messages"]["lost"], 0);
-    assert_eq!(json["phases"].as_array().map(Vec::len), Some(4));
+    assert_eq!(json["phases"].as_array().map(Vec::len), Some(6));
     let html = std::fs::read_to_string(dir.path().join("report.html")).expect("report.html");
     assert!(html.contains("<svg"), "the chart is inlined");
     assert!(!html.contains("<script"), "self-contained, no scripts");
@@ -178,6 +191,7 @@ fn pacing_sizes_the_spread_for_one_hub_in_wall_clock_time() {
     );
     let paced = DrillArgs {
         pace: true,
+        registrations_per_minute: 90,
         ..DrillArgs::default()
     };
     let c = paced.spec_config();

@@ -112,9 +112,13 @@ pub struct Messages {
     pub lost: u64,
     /// Extra copies the cloud logged (at-least-once redelivery).
     pub duplicated: u64,
-    /// Messages whose send failed (expired, or still queued at shutdown); not acknowledged, so
+    /// Messages reported failed (expired, or still queued at shutdown); not acknowledged, so
     /// not lost.
     pub failed: u64,
+    /// Why they failed, with how many each.
+    pub failed_reasons: BTreeMap<String, u64>,
+    /// Queued, and neither acknowledged nor reported failed when the drill stopped (must be 0).
+    pub unsettled: u64,
 }
 
 /// Reconciles the fleet's acknowledged messages with the cloud's telemetry records.
@@ -126,12 +130,19 @@ pub fn messages(records: &[LogRecord], stats: &FleetStats) -> Messages {
         .filter(|k| !logged.contains_key(*k))
         .count();
     let duplicated: usize = logged.values().map(|n| n.saturating_sub(1)).sum();
+    let mut failed_reasons = BTreeMap::new();
+    for (_, reason) in &stats.failed {
+        *failed_reasons.entry(reason.clone()).or_insert(0) += 1;
+    }
+    let (sent, failed) = (stats.acked.len() as u64, stats.failed.len() as u64);
     Messages {
         queued: stats.queued,
-        sent: stats.acked.len() as u64,
+        sent,
         lost: lost as u64,
         duplicated: duplicated as u64,
-        failed: stats.failed.len() as u64,
+        failed,
+        failed_reasons,
+        unsettled: stats.queued.saturating_sub(sent + failed),
     }
 }
 
@@ -144,6 +155,8 @@ pub struct Second {
     pub connected: BTreeMap<String, usize>,
     /// DPS requests in this second.
     pub dps_requests: u64,
+    /// DPS register requests (the ones the quota counts) in this second.
+    pub dps_registers: u64,
     /// DPS 429 answers in this second.
     pub dps_429: u64,
 }
@@ -165,7 +178,12 @@ pub fn timeline(records: &[LogRecord], hubs: &[String]) -> Vec<Second> {
         let Some(s) = out.last_mut() else { continue };
         presence.see(r);
         match &r.event {
-            Event::DpsRequest { .. } => s.dps_requests += 1,
+            Event::DpsRequest { request, .. } => {
+                s.dps_requests += 1;
+                if *request == DpsRequestKind::Register {
+                    s.dps_registers += 1;
+                }
+            }
             Event::DpsResponse { status: 429, .. } => s.dps_429 += 1,
             _ => {}
         }

@@ -12,7 +12,7 @@ pub struct DrillArgs {
     #[arg(long, default_value_t = 200)]
     pub devices: usize,
     /// DPS register requests accepted per (wall-clock) minute across the fleet.
-    #[arg(long, default_value_t = 90)]
+    #[arg(long, default_value_t = 120)]
     pub registrations_per_minute: u32,
     /// The spec's delays are divided by this factor (clients and grading alike).
     #[arg(long, default_value_t = 60)]
@@ -26,11 +26,21 @@ pub struct DrillArgs {
     /// How long the blocked device stays blocked, in milliseconds.
     #[arg(long, default_value_t = 4000)]
     pub block_ms: u64,
-    /// DPS 500 answers in the burst (applied just before the failback).
-    #[arg(long, default_value_t = 40)]
-    pub dps_errors: u32,
-    /// Quiet time between phases, in milliseconds.
+    /// Devices disabled in the disable phase, and devices whose hub connection fails with
+    /// internal errors in the internal-error phase.
+    #[arg(long, default_value_t = 5)]
+    pub faulty_devices: usize,
+    /// How long devices stay disabled, and how long the internal errors last, in milliseconds.
     #[arg(long, default_value_t = 2000)]
+    pub hold_ms: u64,
+    /// DPS 500 answers in the burst (applied just before the failback).
+    #[arg(long, default_value_t = 20)]
+    pub dps_errors: u32,
+    /// DPS 429 answers (retry-after 1 s) in the same burst, on top of the quota's own.
+    #[arg(long, default_value_t = 10)]
+    pub dps_throttled: u32,
+    /// Quiet time between phases, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
     pub settle_ms: u64,
     /// The longest a phase may take to recover, in seconds, before the drill moves on.
     #[arg(long, default_value_t = 240)]

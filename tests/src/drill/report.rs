@@ -70,9 +70,13 @@ fn bound(name: &str, moved: usize, rate: u32, c: &Config) -> (f64, f64, String) 
     // A question DPS throttles closes the gate for up to ceiling(0, recheck) (SPEC §4.2).
     let gate = secs(hubswap_spec::backoff::ceiling(0, &c.recheck));
     let (path, formula) = match name {
-        "failover" => (
-            threshold * fast + gate + jitter + poll + timeout,
-            "N/R + unavailable_threshold×fast.cap + gate ceiling (a throttled question) + retry_after_jitter + DPS poll (1 s) + attempt_timeout",
+        "unreachable-hub" => (
+            f64::from(c.unreachable_threshold) * fast + gate + jitter + poll + timeout,
+            "N/R + unreachable_threshold×fast.cap + gate ceiling (a throttled question) + retry_after_jitter + DPS poll (1 s) + attempt_timeout",
+        ),
+        "device-disabled" | "internal-error-500" => (
+            fast + poll + timeout,
+            "fast.cap + DPS poll (1 s) + attempt_timeout (the next attempt on the hub, or a registration under way)",
         ),
         "unblock" => (
             secs(c.slow.cap) + poll + timeout,
@@ -90,7 +94,7 @@ fn bound(name: &str, moved: usize, rate: u32, c: &Config) -> (f64, f64, String) 
     // Fleet pacing (SPEC §4.1) stretches every DPS registration a hub failure causes over
     // `reprovision_spread`; the quota floor still applies when it is longer.
     let spread = secs(c.reprovision_spread);
-    if spread > 0.0 && (name == "failover" || name.starts_with("failback")) {
+    if spread > 0.0 && (name == "unreachable-hub" || name.starts_with("failback")) {
         return (
             floor,
             floor.max(spread) + path,
@@ -186,11 +190,17 @@ pub fn build(
 }
 
 impl DrillReport {
-    /// Every guarantee held (none failed) and no acknowledged message was lost.
+    /// No acknowledged message was lost, every queued one settled, no guarantee failed, and every
+    /// phase's devices recovered, within its bound where it has one.
     pub fn passed(&self) -> bool {
         self.messages.lost == 0
+            && self.messages.unsettled == 0
+            && self.messages.queued == self.messages.sent + self.messages.failed
             && self.guarantees.iter().all(|g| g.verdict != Verdict::Fail)
-            && self.phases.iter().all(|p| p.recovered == p.affected)
+            && self
+                .phases
+                .iter()
+                .all(|p| p.recovered == p.affected && p.within_bound() != Some(false))
     }
 
     /// The report as pretty JSON.
@@ -235,9 +245,12 @@ impl DrillReport {
         let m = &self.messages;
         let _ = writeln!(
             o,
-            "telemetry: {} sent (acknowledged), {} lost, {} duplicated; {} queued, {} not acknowledged by shutdown",
-            m.sent, m.lost, m.duplicated, m.queued, m.failed
+            "telemetry: {} queued = {} acknowledged + {} failed + {} unsettled; {} lost (acknowledged, never recorded), {} duplicated",
+            m.queued, m.sent, m.failed, m.unsettled, m.lost, m.duplicated
         );
+        for (reason, n) in &m.failed_reasons {
+            let _ = writeln!(o, "  failed ×{n}: {reason}");
+        }
         let _ = writeln!(
             o,
             "\nguarantees (every device graded by hubswap_spec::grade)"
@@ -247,7 +260,7 @@ impl DrillReport {
             o,
             "\n{}",
             if self.passed() {
-                "PASS: 0 lost, every guarantee held, every device recovered"
+                "PASS: 0 lost, every message settled, every guarantee held, every device recovered within its bound"
             } else {
                 "FAIL: see above"
             }

@@ -1,5 +1,8 @@
-//! The IoT Central story the drill plays: a failover, an operator block and unblock, token expiry
-//! for a set of devices, and a failback met by a burst of DPS 500s.
+//! The IoT Central story the drill plays, once every device is at work (its telemetry
+//! acknowledged): every seed error and a failover and failback. A hub fails over and stops
+//! answering (unreachable hub), a few devices are disabled and enabled again, one is blocked
+//! and unblocked, a set of tokens expires, a few devices' hub connections fail with internal errors (a drop, then CONNACK 3)
+//! until they clear, and the hub fails back, met by a burst of DPS 500 and 429 answers.
 //!
 //! Each phase applies its faults, then waits on the cloud's log until every affected device is
 //! accepted again (or the phase timeout passes). The pauses between phases and the time a
@@ -8,7 +11,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use hubswap_mock_cloud::fault::{Block, DeviceArg, DpsError, Failback, Failover, Lifetime};
+use hubswap_mock_cloud::fault::{
+    Block, DeviceArg, DeviceOnHub, DpsError, Failback, Failover, HubArg, HubDown, HubError,
+    HubErrorMode, Lifetime, OutageMode, RefuseAt,
+};
 use hubswap_mock_cloud::{Event, Fault, LogRecord, MockCloud};
 use hubswap_spec::Millis;
 use serde::Serialize;
@@ -161,15 +167,23 @@ pub async fn play(
     };
     let settle = Duration::from_millis(a.settle_ms);
     let mut phases = Vec::new();
-    progress.set_phase("failover");
-    phases.push(failover(&cx).await?);
+    progress.set_phase("steady state");
+    at_work(cloud, &fleet.ids, cx.timeout).await;
+    let blocked = blocked_device(&cx);
+    progress.set_phase("unreachable hub");
+    phases.push(unreachable(&cx).await?);
+    tokio::time::sleep(settle).await;
+    progress.set_phase("device disabled");
+    phases.push(disabled(&cx).await?);
     tokio::time::sleep(settle).await;
     progress.set_phase("block");
-    let (phase, blocked) = block(&cx).await?;
-    phases.push(phase);
+    phases.push(block(&cx).await?);
     tokio::time::sleep(settle).await;
     progress.set_phase("token expiry");
     phases.push(token_expiry(&cx, &blocked).await?);
+    tokio::time::sleep(settle).await;
+    progress.set_phase("internal errors");
+    phases.push(internal_errors(&cx).await?);
     tokio::time::sleep(settle).await;
     progress.set_phase("failback + DPS 500s");
     phases.push(failback(&cx).await?);
@@ -178,7 +192,21 @@ pub async fn play(
     Ok(phases)
 }
 
-async fn failover(cx: &Ctx<'_>) -> Result<PhaseRun, DrillError> {
+/// Waits until every device has had telemetry acknowledged (the hub records a message before
+/// it acknowledges it), so that the first fault meets a fleet at work.
+async fn at_work(cloud: &MockCloud, ids: &[String], timeout: Duration) {
+    for id in ids {
+        let _ = cloud
+            .log()
+            .wait_for(timeout, |r| {
+                r.device.as_deref() == Some(id.as_str())
+                    && matches!(r.event, Event::Telemetry { .. })
+            })
+            .await;
+    }
+}
+
+async fn unreachable(cx: &Ctx<'_>) -> Result<PhaseRun, DrillError> {
     let (seq, at) = apply(
         cx.cloud,
         Fault::Failover(Failover {
@@ -188,11 +216,31 @@ async fn failover(cx: &Ctx<'_>) -> Result<PhaseRun, DrillError> {
         }),
     )
     .await?;
+    // The hub stops answering: it resets every connection after its CONNECT, where the cloud
+    // still learns which device it refused (a reset at TCP accept could not be attributed).
+    let down = apply(
+        cx.cloud,
+        Fault::HubDown(HubDown {
+            hub: cx.home.clone(),
+            mode: OutageMode::Refuse,
+            refuse_at: RefuseAt::Connect,
+            ..HubDown::default()
+        }),
+    )
+    .await;
     let done = wait_accepted(cx.cloud, &cx.on_home, seq, Some(&cx.away), cx.timeout).await;
+    down?;
+    apply(
+        cx.cloud,
+        Fault::HubRestore(HubArg {
+            hub: cx.home.clone(),
+        }),
+    )
+    .await?;
     Ok(PhaseRun {
-        name: "failover".into(),
+        name: "unreachable-hub".into(),
         what: format!(
-            "{} fails over to {}: its {} devices move",
+            "{} fails over to {} and stops answering: its {} devices move",
             cx.home,
             cx.away,
             cx.on_home.len()
@@ -206,13 +254,114 @@ async fn failover(cx: &Ctx<'_>) -> Result<PhaseRun, DrillError> {
     })
 }
 
-async fn block(cx: &Ctx<'_>) -> Result<(PhaseRun, String), DrillError> {
-    let blocked = cx
-        .on_away
+/// The devices the disable and internal-error phases pick: the first of those that started on
+/// the other hub.
+fn faulty(cx: &Ctx<'_>) -> Vec<String> {
+    cx.on_away
+        .iter()
+        .take(cx.a.faulty_devices)
+        .cloned()
+        .collect()
+}
+
+async fn disabled(cx: &Ctx<'_>) -> Result<PhaseRun, DrillError> {
+    let devices = faulty(cx);
+    let fault = |d: &String| DeviceOnHub {
+        device: d.clone(),
+        hub: None,
+        lifetime: Lifetime::default(),
+    };
+    for d in &devices {
+        apply(cx.cloud, Fault::Disable(fault(d))).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(cx.a.hold_ms)).await;
+    let mut first = None;
+    for d in &devices {
+        first.get_or_insert(apply(cx.cloud, Fault::Enable(fault(d))).await?);
+    }
+    let (seq, at) = first.unwrap_or_else(|| now(cx.cloud));
+    let done = wait_accepted(cx.cloud, &devices, seq, None, cx.timeout).await;
+    let what = format!(
+        "{} devices disabled on their hub (CONNACK 3) for {} ms, then enabled (recovery from the enable)",
+        devices.len(),
+        cx.a.hold_ms
+    );
+    Ok(in_place("device-disabled", what, (seq, at), devices, done))
+}
+
+async fn internal_errors(cx: &Ctx<'_>) -> Result<PhaseRun, DrillError> {
+    let devices = faulty(cx);
+    let mut refusals = Vec::new();
+    for d in &devices {
+        let on = |mode, code| HubError {
+            hub: cx.away.clone(),
+            mode,
+            code,
+            device: Some(d.clone()),
+            ..HubError::default()
+        };
+        let drop = HubError {
+            count: Some(1),
+            ..on(HubErrorMode::Drop, None)
+        };
+        apply(cx.cloud, Fault::HubError(drop)).await?;
+        refusals.push(
+            cx.cloud
+                .apply(Fault::HubError(on(HubErrorMode::Connack, Some(3))))
+                .await?,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(cx.a.hold_ms)).await;
+    for id in refusals {
+        cx.cloud.clear_fault(id).await?;
+    }
+    let (seq, at) = now(cx.cloud);
+    let done = wait_accepted(cx.cloud, &devices, seq, None, cx.timeout).await;
+    let what = format!(
+        "the hub drops {} devices and answers their CONNECTs with CONNACK 3 for {} ms (recovery from the clearing)",
+        devices.len(),
+        cx.a.hold_ms
+    );
+    Ok(in_place(
+        "internal-error-500",
+        what,
+        (seq, at),
+        devices,
+        done,
+    ))
+}
+
+/// A phase whose devices recover in place: no hub to reach, nothing moved through DPS.
+fn in_place(
+    name: &str,
+    what: String,
+    (start_seq, start_at): (u64, Millis),
+    affected: Vec<String>,
+    recovered: usize,
+) -> PhaseRun {
+    PhaseRun {
+        name: name.into(),
+        what,
+        start_seq,
+        start_at,
+        complete: recovered == affected.len(),
+        affected,
+        target_hub: None,
+        moved: 0,
+    }
+}
+
+/// The device the operator blocks: the last of those that started on the other hub.
+fn blocked_device(cx: &Ctx<'_>) -> String {
+    cx.on_away
         .last()
         .or(cx.ids.last())
         .cloned()
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+async fn block(cx: &Ctx<'_>) -> Result<PhaseRun, DrillError> {
+    let blocked = blocked_device(cx);
     let (bseq, _) = apply(
         cx.cloud,
         Fault::Block(Block {
@@ -260,7 +409,7 @@ async fn block(cx: &Ctx<'_>) -> Result<(PhaseRun, String), DrillError> {
         moved: 0,
         complete: done == 1,
     };
-    Ok((phase, blocked))
+    Ok(phase)
 }
 
 async fn token_expiry(cx: &Ctx<'_>, blocked: &str) -> Result<PhaseRun, DrillError> {
@@ -304,6 +453,18 @@ async fn failback(cx: &Ctx<'_>) -> Result<PhaseRun, DrillError> {
         }),
     )
     .await?;
+    if cx.a.dps_throttled > 0 {
+        apply(
+            cx.cloud,
+            Fault::DpsError(DpsError {
+                status: 429,
+                retry_after: Some(1),
+                count: Some(cx.a.dps_throttled),
+                ..DpsError::default()
+            }),
+        )
+        .await?;
+    }
     apply(
         cx.cloud,
         Fault::Failback(Failback {
@@ -316,8 +477,9 @@ async fn failback(cx: &Ctx<'_>) -> Result<PhaseRun, DrillError> {
     Ok(PhaseRun {
         name: "failback+dps-500".into(),
         what: format!(
-            "a burst of {} DPS 500 answers, then {} fails back to {}: {} devices move back",
+            "a burst of {} DPS 500 and {} 429 answers, then {} fails back to {}: {} devices move back",
             cx.a.dps_errors,
+            cx.a.dps_throttled,
             cx.away,
             cx.home,
             cx.on_home.len()

@@ -1,11 +1,15 @@
 //! A time chart in two panels, drawn with plotters' SVG backend: devices over time above,
-//! a load (DPS requests per second) below, with numbered marks at the run's events. The marks
-//! carry numbers, not words, so that labels of events close in time cannot overlap; the page
-//! lists what each number is.
+//! a load (DPS requests per second) below, with numbered marks at the run's events and shaded,
+//! numbered bands for its phases (from the fault to the last recovery, with a red line at the
+//! phase's recovery bound). Marks and bands carry numbers, not words, staggered in height, so
+//! that labels of events close in time cannot overlap; the page lists what each number is.
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 const WIDTH: u32 = 1100;
+/// Label rows: the k-th label sits on row k % ROWS, so neighbours never share a row.
+const ROWS: usize = 6;
 const HEIGHT: u32 = 620;
 const COLOURS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
@@ -51,6 +55,21 @@ pub struct TimeChart {
     pub bottom: Panel,
     /// Events: (x, what); drawn as numbered vertical lines, 1-based.
     pub marks: Vec<(f64, String)>,
+    /// Phases: drawn as shaded bands, numbered after the marks.
+    pub bands: Vec<Band>,
+}
+
+/// A phase of a run on the time axis.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Band {
+    /// Where it starts (the fault).
+    pub from: f64,
+    /// Where it ends (the last recovery).
+    pub to: f64,
+    /// Its name (listed on the page under its number).
+    pub label: String,
+    /// Where its recovery bound falls, if it has one.
+    pub bound: Option<f64>,
 }
 
 impl TimeChart {
@@ -62,10 +81,9 @@ impl TimeChart {
             root.fill(&WHITE).map_err(|e| e.to_string())?;
             let (top, bottom) = root.split_vertically(HEIGHT * 11 / 20);
             let (x0, x1) = self.x_range();
-            draw(&top, &self.top, &self.x_desc, (x0, x1), &self.marks)
-                .map_err(|e| e.to_string())?;
-            draw(&bottom, &self.bottom, &self.x_desc, (x0, x1), &self.marks)
-                .map_err(|e| e.to_string())?;
+            for (area, panel) in [(&top, &self.top), (&bottom, &self.bottom)] {
+                draw(area, panel, &self.x_desc, (x0, x1), self).map_err(|e| e.to_string())?;
+            }
             root.present().map_err(|e| e.to_string())?;
         }
         Ok(svg)
@@ -78,6 +96,11 @@ impl TimeChart {
                 .flat_map(|p| p.lines.iter().chain(p.area.iter()))
                 .flat_map(|s| s.points.iter().map(|&(x, _)| x))
                 .chain(self.marks.iter().map(|&(x, _)| x))
+                .chain(
+                    self.bands
+                        .iter()
+                        .flat_map(|b| [b.from, b.to].into_iter().chain(b.bound)),
+                )
         };
         let lo = xs().fold(f64::INFINITY, f64::min);
         let hi = xs().fold(f64::NEG_INFINITY, f64::max);
@@ -104,7 +127,7 @@ fn draw(
     p: &Panel,
     x_desc: &str,
     (x0, x1): (f64, f64),
-    marks: &[(f64, String)],
+    chart: &TimeChart,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let top = y_max(p);
     let mut c = ChartBuilder::on(area)
@@ -135,13 +158,42 @@ fn draw(
             .label(name.clone())
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
     }
-    for (k, (x, _)) in marks.iter().enumerate() {
+    #[allow(clippy::cast_precision_loss, reason = "a handful of labels")]
+    let row = |k: usize| top * (0.97 - 0.06 * (k % ROWS) as f64);
+    // Bound labels have rows of their own, below the band labels.
+    #[allow(clippy::cast_precision_loss, reason = "a handful of labels")]
+    let bound_row = |k: usize| top * (0.60 - 0.06 * (k % ROWS) as f64);
+    for (k, (x, _)) in chart.marks.iter().enumerate() {
         c.draw_series(LineSeries::new([(*x, 0.0), (*x, top)], BLACK.mix(0.3)))?;
-        #[allow(clippy::cast_precision_loss, reason = "a handful of marks")]
-        let y = top * (0.97 - 0.06 * (k % 4) as f64);
         c.draw_series(std::iter::once(Text::new(
             format!("{}", k + 1),
-            (*x, y),
+            (*x, row(k)),
+            ("sans-serif", 13),
+        )))?;
+    }
+    for (i, b) in chart.bands.iter().enumerate() {
+        let k = chart.marks.len() + i;
+        let colour = COLOURS[i % COLOURS.len()];
+        c.draw_series(std::iter::once(Rectangle::new(
+            [(b.from, 0.0), (b.to.max(b.from), top)],
+            colour.mix(0.15).filled(),
+        )))?;
+        if let Some(x) = b.bound {
+            c.draw_series(LineSeries::new([(x, 0.0), (x, top)], RED.mix(0.6)))?;
+            // Right-aligned, so that a bound at the chart's right edge stays inside it.
+            let style = ("sans-serif", 11)
+                .into_font()
+                .color(&RED)
+                .pos(Pos::new(HPos::Right, VPos::Top));
+            c.draw_series(std::iter::once(Text::new(
+                format!("{} bound ", k + 1),
+                (x, bound_row(k)),
+                style,
+            )))?;
+        }
+        c.draw_series(std::iter::once(Text::new(
+            format!("{}", k + 1),
+            (b.from, row(k)),
             ("sans-serif", 13),
         )))?;
     }
@@ -150,4 +202,52 @@ fn draw(
         .border_style(BLACK)
         .draw()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(name: &str, ys: &[f64]) -> Series {
+        Series {
+            name: name.into(),
+            points: (0u32..).map(f64::from).zip(ys.iter().copied()).collect(),
+        }
+    }
+
+    #[test]
+    fn phases_are_numbered_bands_with_their_bounds() {
+        let band = |from, to, bound| Band {
+            from,
+            to,
+            label: "phase".into(),
+            bound,
+        };
+        let chart = TimeChart {
+            x_desc: "s".into(),
+            top: Panel {
+                lines: vec![line("hub-a", &[10.0, 0.0, 10.0, 10.0])],
+                ..Panel::default()
+            },
+            bottom: Panel {
+                area: Some(line("DPS", &[0.0, 5.0, 1.0, 0.0])),
+                level: Some(("quota".into(), 1.5)),
+                ..Panel::default()
+            },
+            marks: Vec::new(),
+            bands: vec![band(1.0, 2.0, Some(2.5)), band(2.2, 2.3, None)],
+        };
+        let svg = chart.svg().expect("the chart draws");
+        // plotters writes each text on a line of its own.
+        let texts: Vec<&str> = svg.lines().map(str::trim).collect();
+        assert!(
+            texts.contains(&"1 bound"),
+            "the first phase's bound is labelled"
+        );
+        assert!(
+            !texts.contains(&"2 bound"),
+            "a phase without a bound has none"
+        );
+        assert!(texts.contains(&"1") && texts.contains(&"2") && texts.contains(&"quota"));
+    }
 }

@@ -45,6 +45,7 @@ pub fn chart(r: &SimReport) -> TimeChart {
             )),
         },
         marks: tl.marks.clone(),
+        bands: Vec::new(),
     }
 }
 

@@ -251,6 +251,7 @@ impl DrillReport {
         for (reason, n) in &m.failed_reasons {
             let _ = writeln!(o, "  failed ×{n}: {reason}");
         }
+        o.push_str(&timing_rules(&s.config, s.tolerance_ms));
         let _ = writeln!(
             o,
             "\nguarantees (every device graded by hubswap_spec::grade)"
@@ -266,5 +267,49 @@ impl DrillReport {
             }
         );
         o
+    }
+}
+
+/// The timing floors the grade checks, against the tolerance it grants: a floor at or below the
+/// tolerance is a rule that cannot fail in this run, and the report says so.
+fn timing_rules(c: &Config, tolerance_ms: u64) -> String {
+    let tolerance = Duration::from_millis(tolerance_ms);
+    let rules = [
+        ("G5, G7", "fast.floor", c.fast.floor),
+        ("G7", "min_attempt_spacing", c.min_attempt_spacing),
+        ("G2, G6", "retry_after_jitter", c.retry_after_jitter),
+        ("G4", "slow.floor", c.slow.floor),
+        ("G9", "recheck.floor", c.recheck.floor),
+    ];
+    let mut o = format!("\ntiming floors against the grading tolerance ({tolerance:?})\n");
+    for (guarantees, name, floor) in rules {
+        let can = if floor > tolerance {
+            "can fail"
+        } else {
+            "CANNOT FAIL at this scale and tolerance"
+        };
+        let _ = writeln!(o, "  {name:<20} {floor:>10.3?}  {guarantees:<7} {can}");
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_floor_within_the_tolerance_is_reported_as_unable_to_fail() {
+        let scaled = Config::default().scaled_down(60);
+        let text = timing_rules(&scaled, 250);
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(name))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(line("fast.floor").contains("CANNOT FAIL"), "{text}");
+        assert!(line("slow.floor").contains("can fail"), "{text}");
+        // Unscaled, every floor is above a 250 ms tolerance.
+        assert!(!timing_rules(&Config::default(), 250).contains("CANNOT"));
     }
 }

@@ -167,3 +167,8 @@ async fn a_device_that_ignores_retry_after_fails_g6() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_reuses_a_refused_token_fails_g2() {
+    broken("stale-token", &[Scenario::ExpiredToken], &[Guarantee::G2]).await;
+}

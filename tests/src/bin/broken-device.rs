@@ -7,7 +7,9 @@
 //! - `reprovision-always`: asks DPS after every error, even a plain drop (breaks G5);
 //! - `hot-loop`: reconnects at once, with no delay (breaks G7);
 //! - `ignore-retry-after`: re-sends throttled DPS requests at once, instead of going back to
-//!   its cached hub (breaks G6 and G10).
+//!   its cached hub (breaks G6 and G10);
+//! - `stale-token`: mints one SAS token per resource and reuses it forever, even after the hub
+//!   refused it (breaks G2).
 //!
 //! Otherwise it behaves: it provisions over DPS MQTT, connects with a fresh SAS token each
 //! time, fetches its twin, sends telemetry, waits 1 s between attempts, asks DPS after two failed connects, and
@@ -25,6 +27,7 @@ enum Bug {
     ReprovisionAlways,
     HotLoop,
     IgnoreRetryAfter,
+    StaleToken,
 }
 
 /// DPS answered 429: the caller goes back to its cached hub.
@@ -66,6 +69,8 @@ struct Device {
     key: SecretKey,
     ca: Vec<u8>,
     minted: u64,
+    /// `stale-token`: the one token minted per resource.
+    stale: std::collections::HashMap<String, String>,
 }
 
 fn unix_now() -> u64 {
@@ -91,11 +96,18 @@ fn parse_response(topic: &str) -> (u16, Option<u64>) {
 
 impl Device {
     fn token(&mut self, resource: &str) -> Result<String, Error> {
+        if let Some(t) = self.stale.get(resource) {
+            return Ok(t.clone());
+        }
         // A fresh token every time: `se` moves forward by at least a second.
         self.minted = (unix_now() + 3600).max(self.minted + 1);
-        Ok(SasToken::new(&self.key, resource, self.minted, None)?
+        let token = SasToken::new(&self.key, resource, self.minted, None)?
             .expose()
-            .to_owned())
+            .to_owned();
+        if self.args.bug == Bug::StaleToken {
+            self.stale.insert(resource.to_owned(), token.clone());
+        }
+        Ok(token)
     }
 
     fn options(
@@ -247,6 +259,7 @@ async fn main() -> Result<(), Error> {
         key,
         ca,
         minted: 0,
+        stale: std::collections::HashMap::new(),
     };
     let mut hub: Option<String> = None;
     let mut cached: Option<String> = None;
@@ -275,7 +288,7 @@ async fn main() -> Result<(), Error> {
         let reprovision = match bug {
             Bug::NeverReprovision => false,
             Bug::ReprovisionAlways => true,
-            Bug::HotLoop | Bug::IgnoreRetryAfter => failures >= 2,
+            Bug::HotLoop | Bug::IgnoreRetryAfter | Bug::StaleToken => failures >= 2,
         };
         if reprovision {
             hub = None;

@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use clap::ValueEnum;
+use hubswap_mock_cloud::Event;
 use hubswap_mock_cloud::MockCloud;
 use hubswap_mock_cloud::fault::{
-    Block, DeviceOnHub, DpsError, Failover, Fault, HubDown, HubError, HubErrorMode, Lifetime,
-    OutageMode, RefuseAt,
+    Block, ClockOffset, DeviceOnHub, DpsError, Failover, Fault, HubDown, HubError, HubErrorMode,
+    Lifetime, OutageMode, RefuseAt,
 };
+use hubswap_mock_cloud::log::Endpoint;
 use hubswap_spec::Guarantee;
 use serde::Serialize;
 
@@ -26,7 +28,9 @@ pub enum Scenario {
     /// Seed error: the hub becomes unreachable (reset at accept); DPS assigns the other hub.
     #[value(name = "unreachable-hub")]
     UnreachableHub,
-    /// Seed error: the device's token is invalidated (dropped; CONNACK 5 on reuse).
+    /// Seed error: the device's token expires. The cloud's clock moves just past the `se` of the
+    /// token in use: the hub drops the connection and refuses that token (CONNACK 5), while a
+    /// token minted now is valid. An X.509 device has its credential invalidated instead.
     #[value(name = "expired-token")]
     ExpiredToken,
     /// Seed error: the device is disabled on its hub (dropped; CONNACK 3), then enabled.
@@ -153,16 +157,7 @@ pub async fn play(scenario: Scenario, cx: &Ctx<'_>) -> Result<(), String> {
             Ok(())
         }
         Scenario::UnreachableHub => unreachable_hub(cx).await,
-        Scenario::ExpiredToken => {
-            let m = mark(cx.cloud);
-            cx.apply(Fault::ExpireToken(hubswap_mock_cloud::fault::DeviceArg {
-                device,
-            }))
-            .await?;
-            cx.recovered(m, cx.timing.recovery, "its token was invalidated")
-                .await
-                .map(|_| ())
-        }
+        Scenario::ExpiredToken => expired_token(cx, device).await,
         Scenario::DeviceDisabled => device_disabled(cx).await,
         Scenario::OperatorBlocked => operator_blocked(cx).await,
         Scenario::InternalError => internal_error(cx).await,
@@ -198,6 +193,67 @@ async fn unreachable_hub(cx: &Ctx<'_>) -> Result<(), String> {
         hub: cx.hub.clone(),
     };
     cx.apply(Fault::HubRestore(restore)).await
+}
+
+/// The token `device` connected with last: how long it was valid for, and when the cloud saw it.
+fn current_token(cx: &Ctx<'_>, device: &str) -> Option<(Duration, hubswap_spec::Millis)> {
+    cx.cloud
+        .log()
+        .records()
+        .iter()
+        .rev()
+        .find_map(|r| match &r.event {
+            Event::Connect {
+                endpoint: Endpoint::Hub(_),
+                credential: Some(c),
+                ..
+            } if r.device.as_deref() == Some(device) => Some((c.valid_for, r.at)),
+            _ => None,
+        })
+}
+
+/// The cloud's clock now, as its log last saw it.
+fn cloud_now(cx: &Ctx<'_>) -> hubswap_spec::Millis {
+    cx.cloud
+        .log()
+        .records()
+        .last()
+        .map_or(hubswap_spec::Millis::ZERO, |r| r.at)
+}
+
+async fn expired_token(cx: &Ctx<'_>, device: String) -> Result<(), String> {
+    let m = mark(cx.cloud);
+    let Some((valid_for, seen)) = current_token(cx, &device) else {
+        cx.apply(Fault::ExpireToken(hubswap_mock_cloud::fault::DeviceArg {
+            device,
+        }))
+        .await?;
+        return cx
+            .recovered(m, cx.timing.recovery, "its credential was invalidated")
+            .await
+            .map(|_| ());
+    };
+    // A fresh token outlives the jump only if the one in use is at least a second old.
+    let age = |at: hubswap_spec::Millis| Duration::from_millis(at.0.saturating_sub(seen.0));
+    let young = Duration::from_secs(2).saturating_sub(age(cloud_now(cx)));
+    // Waiting for the token to age is the scenario's timeline; nothing to synchronise with.
+    tokio::time::sleep(young).await;
+    let left = valid_for.saturating_sub(age(cloud_now(cx)));
+    let jump = i64::try_from(left.as_secs() + 1).unwrap_or(i64::MAX);
+    let m = mark(cx.cloud);
+    cx.apply(Fault::ClockOffset(ClockOffset { secs: jump }))
+        .await?;
+    let back = cx
+        .recovered(
+            m,
+            cx.timing.recovery,
+            "its token expired (the cloud's clock passed its se)",
+        )
+        .await
+        .map(|_| ());
+    cx.apply(Fault::ClockOffset(ClockOffset { secs: 0 }))
+        .await?;
+    back
 }
 
 async fn internal_error(cx: &Ctx<'_>) -> Result<(), String> {

@@ -84,6 +84,7 @@ catalogue! {
     unreachable_hub => UnreachableHub,
     expired_token => ExpiredToken,
     device_disabled => DeviceDisabled,
+    blocked_at_hub => BlockedAtHub,
     operator_blocked => OperatorBlocked,
     internal_error_500 => InternalError,
     failover_and_failback => FailoverFailback,

@@ -8,7 +8,7 @@ use hubswap_mock_cloud::Event;
 use hubswap_mock_cloud::MockCloud;
 use hubswap_mock_cloud::fault::{
     Block, ClockOffset, DeviceOnHub, DpsError, Failover, Fault, HubDown, HubError, HubErrorMode,
-    Lifetime, OutageMode, RefuseAt,
+    Lifetime, OptionsPatch, OutageMode, RefuseAt,
 };
 use hubswap_mock_cloud::log::Endpoint;
 use hubswap_spec::Guarantee;
@@ -36,6 +36,11 @@ pub enum Scenario {
     /// Seed error: the device is disabled on its hub (dropped; CONNACK 3), then enabled.
     #[value(name = "device-disabled")]
     DeviceDisabled,
+    /// The hub refuses the device with CONNACK 5 (not authorized) while DPS still assigns it
+    /// that hub, then accepts it again: a fresh token does not help, and DPS's answer is the
+    /// only evidence that the refusal is the hub's.
+    #[value(name = "blocked-at-hub")]
+    BlockedAtHub,
     /// Seed error: an IoT Central operator blocks the device, then unblocks it.
     #[value(name = "operator-blocked")]
     OperatorBlocked,
@@ -52,12 +57,13 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Steady,
         Self::RestartCached,
         Self::UnreachableHub,
         Self::ExpiredToken,
         Self::DeviceDisabled,
+        Self::BlockedAtHub,
         Self::OperatorBlocked,
         Self::InternalError,
         Self::FailoverFailback,
@@ -72,6 +78,7 @@ impl Scenario {
             Self::UnreachableHub => "unreachable-hub",
             Self::ExpiredToken => "expired-token",
             Self::DeviceDisabled => "device-disabled",
+            Self::BlockedAtHub => "blocked-at-hub",
             Self::OperatorBlocked => "operator-blocked",
             Self::InternalError => "internal-error-500",
             Self::FailoverFailback => "failover-and-failback",
@@ -88,7 +95,7 @@ impl Scenario {
         match self {
             Self::Steady | Self::RestartCached => &[],
             Self::UnreachableHub => &[G::G1, G::G8],
-            Self::ExpiredToken => &[G::G2, G::G8],
+            Self::ExpiredToken | Self::BlockedAtHub => &[G::G2, G::G8],
             Self::DeviceDisabled | Self::FailoverFailback => &[G::G3, G::G8],
             Self::OperatorBlocked => &[G::G4, G::G8],
             Self::InternalError => &[G::G5, G::G8],
@@ -158,7 +165,8 @@ pub async fn play(scenario: Scenario, cx: &Ctx<'_>) -> Result<(), String> {
         }
         Scenario::UnreachableHub => unreachable_hub(cx).await,
         Scenario::ExpiredToken => expired_token(cx, device).await,
-        Scenario::DeviceDisabled => device_disabled(cx).await,
+        Scenario::DeviceDisabled => device_disabled(cx, 3).await,
+        Scenario::BlockedAtHub => device_disabled(cx, 5).await,
         Scenario::OperatorBlocked => operator_blocked(cx).await,
         Scenario::InternalError => internal_error(cx).await,
         Scenario::FailoverFailback => failover_failback(cx).await,
@@ -358,8 +366,18 @@ async fn operator_blocked(cx: &Ctx<'_>) -> Result<(), String> {
         .map(|_| ())
 }
 
-async fn device_disabled(cx: &Ctx<'_>) -> Result<(), String> {
+/// The device is disabled on its hub, which answers its CONNECTs with `connack` (3: server
+/// unavailable, as IoT Hub does for a disabled device; 5: not authorized, as for a device whose
+/// hub identity refuses it), while DPS keeps assigning that hub.
+async fn device_disabled(cx: &Ctx<'_>, connack: u8) -> Result<(), String> {
     let device = cx.device.to_owned();
+    let with = |code| {
+        Fault::Options(OptionsPatch {
+            disabled_connack: Some(code),
+            ..OptionsPatch::default()
+        })
+    };
+    cx.apply(with(connack)).await?;
     let fault = DeviceOnHub {
         device: device.clone(),
         hub: Some(cx.hub.clone()),
@@ -369,7 +387,10 @@ async fn device_disabled(cx: &Ctx<'_>) -> Result<(), String> {
     cx.hold().await;
     let m = mark(cx.cloud);
     cx.apply(Fault::Enable(fault)).await?;
-    cx.recovered(m, cx.timing.recovery, "it was enabled again")
+    let back = cx
+        .recovered(m, cx.timing.recovery, "it was enabled again")
         .await
-        .map(|_| ())
+        .map(|_| ());
+    cx.apply(with(3)).await?;
+    back
 }

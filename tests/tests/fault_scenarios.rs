@@ -13,7 +13,7 @@
 use hubswap_conformance::e2e::{FaultKind as F, Outcome, Plan, Scenario, Timed, run};
 use hubswap_conformance::runner::Scenario as Catalogue;
 use proptest::prelude::*;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -28,7 +28,18 @@ fn play(name: &str, s: &Scenario) -> Outcome {
         .enable_all()
         .build()
         .expect("runtime");
-    let out = rt.block_on(run(s, 7));
+    // Every wait inside a run is bounded, yet a 1,000-case sweep once saw a case take 24 min
+    // without a problem; a case that outlives this fails, so a hang names its case and seed.
+    let limit = Duration::from_mins(3);
+    let out = rt
+        .block_on(async { tokio::time::timeout(limit, run(s, 7)).await })
+        .unwrap_or_else(|_| Outcome {
+            problems: vec![format!("the case did not finish within {limit:?}")],
+            elapsed: limit,
+            ..Outcome::default()
+        });
+    // Whatever a stuck case left running must not hold the test up either.
+    rt.shutdown_timeout(Duration::from_secs(5));
     println!(
         "{name}: {} devices, {} faults: sent {}, lost {}, duplicated {}, expired {} in {:?}",
         s.devices,

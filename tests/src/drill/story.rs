@@ -1,8 +1,9 @@
-//! The IoT Central story the drill plays, once every device is at work (its telemetry
-//! acknowledged): every seed error and a failover and failback. A hub fails over and stops
-//! answering (unreachable hub), a few devices are disabled and enabled again, one is blocked
-//! and unblocked, a set of tokens expires, a few devices' hub connections fail with internal errors (a drop, then CONNACK 3)
-//! until they clear, and the hub fails back, met by a burst of DPS 500 and 429 answers.
+//! The IoT Central story the drill plays, once every device is at work (subscribed, twin
+//! fetched, telemetry acknowledged): every seed error and a failover and failback. A hub fails
+//! over and stops answering (unreachable hub), a few devices are disabled and enabled again,
+//! one is blocked and unblocked, a set of tokens expires, a few devices' hub connections fail
+//! with internal errors (a drop, then CONNACK 3) until they clear, and the hub fails back, met
+//! by a burst of DPS 500 and 429 answers.
 //!
 //! Each phase applies its faults, then waits on the cloud's log until every affected device is
 //! accepted again (or the phase timeout passes). The pauses between phases and the time a
@@ -192,17 +193,13 @@ pub async fn play(
     Ok(phases)
 }
 
-/// Waits until every device has had telemetry acknowledged (the hub records a message before
-/// it acknowledges it), so that the first fault meets a fleet at work.
+/// Waits until every device is at work (subscribed, twin fetched, telemetry acknowledged), so
+/// that the first fault meets a fleet in steady state.
 async fn at_work(cloud: &MockCloud, ids: &[String], timeout: Duration) {
     for id in ids {
-        let _ = cloud
-            .log()
-            .wait_for(timeout, |r| {
-                r.device.as_deref() == Some(id.as_str())
-                    && matches!(r.event, Event::Telemetry { .. })
-            })
-            .await;
+        if let Err(e) = crate::runner::cloud::wait_steady(cloud, id, 0, timeout).await {
+            tracing::warn!(device = %id, "{e}; the story starts anyway");
+        }
     }
 }
 

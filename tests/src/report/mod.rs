@@ -31,8 +31,18 @@ pub struct ScenarioOutcome {
     pub verdicts: Vec<(Guarantee, Verdict)>,
     /// The guarantees the scenario exists to exercise.
     pub exercises: Vec<Guarantee>,
-    /// Those of them whose deciding situation did not happen: the scenario is inconclusive.
-    pub not_exercised: Vec<Guarantee>,
+}
+
+impl ScenarioOutcome {
+    /// The guarantees it exists to exercise whose deciding situation did not happen: when any
+    /// are, the scenario is inconclusive.
+    pub fn not_exercised(&self) -> Vec<Guarantee> {
+        self.exercises
+            .iter()
+            .copied()
+            .filter(|g| self.verdicts.contains(&(*g, Verdict::NotApplicable)))
+            .collect()
+    }
 }
 
 /// What a report concludes.
@@ -200,11 +210,6 @@ impl Report {
                 continue;
             };
             entry.verdict = merge(entry.verdict, grade.verdict);
-            if grade.verdict == Verdict::NotApplicable
-                && outcome.exercises.contains(&grade.guarantee)
-            {
-                outcome.not_exercised.push(grade.guarantee);
-            }
             if !grade.divergences.is_empty() {
                 entry.failing_devices = entry.failing_devices.max(1);
             }
@@ -230,7 +235,7 @@ impl Report {
             || self.scenarios.iter().any(|s| !s.problems.is_empty())
         {
             Conclusion::Fail
-        } else if self.scenarios.iter().any(|s| !s.not_exercised.is_empty()) {
+        } else if self.scenarios.iter().any(|s| !s.not_exercised().is_empty()) {
             Conclusion::Inconclusive
         } else {
             Conclusion::Pass
@@ -250,7 +255,7 @@ impl Report {
         for s in &self.scenarios {
             let status = if !s.problems.is_empty() {
                 "PROBLEM"
-            } else if !s.not_exercised.is_empty() {
+            } else if !s.not_exercised().is_empty() {
                 "INCONCLUSIVE"
             } else {
                 "ran"
@@ -264,7 +269,7 @@ impl Report {
             for p in &s.problems {
                 let _ = writeln!(out, "      ! {p}");
             }
-            for g in &s.not_exercised {
+            for g in s.not_exercised() {
                 let _ = writeln!(out, "      ? did not exercise {g}: {}", g.title());
             }
         }
@@ -312,9 +317,10 @@ impl Report {
                 let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
                 st.set_message(s.problems.join("; "));
                 st
-            } else if !s.not_exercised.is_empty() {
+            } else if !s.not_exercised().is_empty() {
                 let mut st = TestCaseStatus::skipped();
-                let names: Vec<String> = s.not_exercised.iter().map(ToString::to_string).collect();
+                let names: Vec<String> =
+                    s.not_exercised().iter().map(ToString::to_string).collect();
                 st.set_message(format!(
                     "inconclusive: did not exercise {}",
                     names.join(", ")
@@ -398,7 +404,6 @@ mod tests {
             problems: vec![],
             verdicts: vec![],
             exercises: exercises.to_vec(),
-            not_exercised: vec![],
         }
     }
 
@@ -431,7 +436,7 @@ mod tests {
         let outcome = scenario("dps-throttling", &[Guarantee::G6]);
         r.add(outcome, &grades, &trace);
         assert_eq!(r.conclusion(), Conclusion::Inconclusive);
-        assert_eq!(r.scenarios[0].not_exercised, [Guarantee::G6]);
+        assert_eq!(r.scenarios[0].not_exercised(), [Guarantee::G6]);
         let text = r.render_text();
         assert!(text.contains("? did not exercise G6") && text.contains("result: INCONCLUSIVE"));
         let xml = r.to_junit();

@@ -114,7 +114,6 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
             problems,
             verdicts: Vec::new(),
             exercises: scenario.exercises().to_vec(),
-            not_exercised: Vec::new(),
         };
         report.add(outcome, &grades, &observations);
     }

@@ -157,3 +157,25 @@ async fn a_hub_failover_drops_100_connected_devices_and_dps_assigns_each_the_oth
     assert!(cloud.hubs().await.iter().all(|h| h.allocating));
     cloud.shutdown().await;
 }
+
+/// A device failed over to another hub and then back to its first one is home: clearing
+/// both failovers leaves its home identity enabled and DPS and the hub agreeing.
+#[tokio::test]
+async fn failing_over_there_and_back_then_clearing_leaves_the_device_at_home() {
+    let cloud = start(2).await;
+    let (_d, a) = register_and_connect(&cloud, "rt-1").await;
+    let b = cloud.hub_hosts().into_iter().find(|h| *h != a).unwrap();
+    apply(&cloud, json!({"action": "failover", "hub": a, "to": b})).await;
+    apply(&cloud, json!({"action": "failover", "hub": b, "to": a})).await;
+    assert_eq!(cloud.device("rt-1").unwrap().device.hub, a);
+    cloud.clear_faults().await;
+    let (_, _, v) = rest_register(&cloud, "rt-1").await;
+    assert_eq!(v["registrationState"]["assignedHub"], a.as_str());
+    assert_eq!(connack(&cloud, &a, "rt-1").await, 0, "home hub accepts");
+    assert_eq!(
+        connack(&cloud, &b, "rt-1").await,
+        3,
+        "the other hub refuses"
+    );
+    cloud.shutdown().await;
+}

@@ -9,6 +9,7 @@
 //!   prints the seed and count that replay it. `HUBSWAP_SWEEP_SEED` and `HUBSWAP_SWEEP_CASES`
 //!   (default 30) change them, for example 1,000 cases:
 //!   `HUBSWAP_SWEEP_CASES=1000 cargo test -p hubswap-conformance --test fault_scenarios sweep`.
+//!   `HUBSWAP_SWEEP_FIRST=N` skips the cases before case N, so one failing case replays alone.
 
 use hubswap_conformance::e2e::{FaultKind as F, Outcome, Plan, Scenario, Timed, run};
 use hubswap_conformance::runner::Scenario as Catalogue;
@@ -178,12 +179,17 @@ const PARTS: usize = 3;
 /// otherwise.
 const DEFAULT_SEED: u64 = 20_261_202;
 
-/// How many random cases, and the seed they are drawn from.
-fn sweep_settings() -> (usize, u64) {
+/// How many random cases, the seed they are drawn from, and the first case to play.
+fn sweep_settings() -> (usize, u64, usize) {
     let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
     let cases = env("HUBSWAP_SWEEP_CASES").unwrap_or(30);
     let seed = env("HUBSWAP_SWEEP_SEED").unwrap_or(DEFAULT_SEED);
-    (usize::try_from(cases).unwrap_or(30), seed)
+    let first = env("HUBSWAP_SWEEP_FIRST").unwrap_or(0);
+    (
+        usize::try_from(cases).unwrap_or(30),
+        seed,
+        usize::try_from(first).unwrap_or(0),
+    )
 }
 
 /// The random cases for `seed`: the same list in every part.
@@ -255,13 +261,15 @@ fn sweep_fixed_cases() {
 /// Plays every `PARTS`-th random case, starting at `part`; a failure names the case and the
 /// seed that replays it.
 fn sweep_part(part: usize) {
-    let (cases, seed) = sweep_settings();
-    println!("sweep: {cases} cases from HUBSWAP_SWEEP_SEED={seed}, part {part} of {PARTS}");
+    let (cases, seed, first) = sweep_settings();
+    println!(
+        "sweep: {cases} cases from HUBSWAP_SWEEP_SEED={seed}, from case {first}, part {part} of {PARTS}"
+    );
     let started = Instant::now();
     let mut totals = Totals::default();
     let mut failed = Vec::new();
     for (i, s) in random_cases(seed, cases).iter().enumerate() {
-        if i % PARTS != part {
+        if i % PARTS != part || i < first {
             continue;
         }
         let out = play(&format!("sweep case {i}"), s);
@@ -273,7 +281,8 @@ fn sweep_part(part: usize) {
     totals.print(&format!("sweep part {part}"), started);
     assert!(
         failed.is_empty(),
-        "sweep failed; replay with HUBSWAP_SWEEP_SEED={seed} HUBSWAP_SWEEP_CASES={cases}:\n{}",
+        "sweep failed; replay with HUBSWAP_SWEEP_SEED={seed} HUBSWAP_SWEEP_CASES={cases} \
+         (and HUBSWAP_SWEEP_FIRST=<case> to start at a case):\n{}",
         failed.join("\n")
     );
 }

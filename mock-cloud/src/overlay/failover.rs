@@ -37,14 +37,19 @@ impl Overlay {
                     .failovers
                     .get(&id_)
                     .map_or_else(|| from.clone(), |m| m.from.clone());
-                faults.failovers.insert(
-                    id_.clone(),
-                    Moved {
-                        from: origin,
-                        to: f.to.clone(),
-                        fault: id,
-                    },
-                );
+                if origin == f.to {
+                    // Failed over back to where it started: home, nothing left to fail back.
+                    faults.failovers.remove(&id_);
+                } else {
+                    faults.failovers.insert(
+                        id_.clone(),
+                        Moved {
+                            from: origin,
+                            to: f.to.clone(),
+                            fault: id,
+                        },
+                    );
+                }
                 moved.push((id_, from));
             }
         }

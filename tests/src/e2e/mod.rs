@@ -306,20 +306,26 @@ async fn wind_down(
     bound: Duration,
     out: &mut Outcome,
 ) {
+    // One deadline for every pending message, not one each: a stuck delivery must cost the
+    // run `bound`, not `bound` per message.
+    let mut pending = tokio::task::JoinSet::new();
     for s in senders {
         let Ok(joined) = tokio::time::timeout(bound, s).await else {
             out.problems
                 .push(format!("a telemetry sender did not stop within {bound:?}"));
             continue;
         };
-        if let Ok(pending) = joined {
-            for p in pending {
-                if tokio::time::timeout(bound, p).await.is_err() {
-                    out.problems
-                        .push("a message was neither acknowledged nor reported failed".into());
-                }
-            }
+        for p in joined.unwrap_or_default() {
+            pending.spawn(p);
         }
+    }
+    let all = async { while pending.join_next().await.is_some() {} };
+    if tokio::time::timeout(bound, all).await.is_err() {
+        out.problems.push(format!(
+            "{} messages were neither acknowledged nor reported failed within {bound:?}",
+            pending.len()
+        ));
+        pending.abort_all();
     }
     for (c, id) in fleet.clients.iter().zip(&fleet.ids) {
         if tokio::time::timeout(bound, c.shutdown()).await.is_err() {

@@ -133,42 +133,34 @@ async fn broken(bug: &str, scenarios: &[Scenario], expected: &[Guarantee]) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_that_never_reprovisions_fails_g3() {
-    broken(
-        "never-reprovision",
-        &[Scenario::FailoverFailback],
-        &[Guarantee::G3],
-    )
-    .await;
+/// Each broken device is graded on the whole catalogue and must fail the guarantee it exists
+/// to break, and nothing else that its bug does not also break.
+macro_rules! broken_device {
+    ($($test:ident: $bug:literal => [$($g:ident),+];)+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                broken($bug, &Scenario::ALL, &[$(Guarantee::$g),+]).await;
+            }
+        )+
+
+        #[test]
+        fn every_guarantee_has_a_broken_device() {
+            let covered: BTreeSet<Guarantee> = [$($(Guarantee::$g),+),+].into_iter().collect();
+            let all: BTreeSet<Guarantee> = Guarantee::ALL.into_iter().collect();
+            assert_eq!(covered, all, "a guarantee without a broken device cannot be shown to be graded");
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_that_reprovisions_on_every_error_fails_g5() {
-    broken(
-        "reprovision-always",
-        &[Scenario::InternalError],
-        &[Guarantee::G5],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_that_hot_loops_fails_g7() {
-    broken("hot-loop", &[Scenario::InternalError], &[Guarantee::G7]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_that_ignores_retry_after_fails_g6() {
-    broken(
-        "ignore-retry-after",
-        &[Scenario::DpsThrottling],
-        &[Guarantee::G6],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_that_reuses_a_refused_token_fails_g2() {
-    broken("stale-token", &[Scenario::ExpiredToken], &[Guarantee::G2]).await;
+broken_device! {
+    a_device_that_never_reprovisions_fails_g1_and_g3: "never-reprovision" => [G1, G3];
+    a_device_that_reuses_a_refused_token_fails_g2: "stale-token" => [G2];
+    a_device_that_ignores_being_blocked_fails_g4: "fast-when-blocked" => [G4];
+    a_device_that_reprovisions_on_every_error_fails_g5: "reprovision-always" => [G5];
+    a_device_that_ignores_retry_after_fails_g6: "ignore-retry-after" => [G6, G10];
+    a_device_that_hot_loops_fails_g7: "hot-loop" => [G2, G5, G7];
+    a_device_that_gives_up_fails_g8: "give-up" => [G8];
+    a_device_without_a_dps_gate_fails_g9: "dps-every-two-failures" => [G9];
+    a_device_that_forgets_its_cache_fails_g10: "forget-cache" => [G10];
 }

@@ -15,6 +15,7 @@ use crate::guarantee::Guarantee;
 use crate::time::{Millis, ms};
 
 mod dps;
+mod hub;
 #[cfg(test)]
 mod tests;
 
@@ -119,7 +120,12 @@ impl Monitor {
             }
             Observed::DpsResponse(answer) => self.dps_answer(cfg, at, answer),
             Observed::ConnAck { code } => self.connack(cfg, at, *code),
-            Observed::HubRefused { .. } => {
+            Observed::HubRefused { hub } => {
+                if self.pending.is_none() {
+                    // Refused at TCP accept, before any CONNECT: the attempt starts here, and
+                    // is judged like any other (spacing, floors, thresholds).
+                    self.hub_attempt(cfg, tol, at, hub)?;
+                }
                 self.in_flight = None;
                 self.pending = None;
                 self.unreachable_failure(cfg, at);
@@ -238,52 +244,6 @@ impl Monitor {
                 ));
             }
         }
-        Ok(())
-    }
-
-    fn hub_connect(
-        &mut self,
-        cfg: &Config,
-        tol: Duration,
-        at: Millis,
-        hub: &str,
-        credential: Option<Credential>,
-    ) -> Result<(), Broken> {
-        self.attempt_start(cfg, tol, at, true)?;
-        if let Some((due, g)) = self.question_due
-            && !self.asked
-            && at > due.plus(tol)
-        {
-            let what = match g {
-                Guarantee::G1 => "unreachable failures",
-                Guarantee::G2 => "auth refusals (the fresh token too)",
-                _ => "CONNACK 3 refusals",
-            };
-            return Err((
-                g,
-                format!("hub connect after the threshold of {what} without DPS"),
-            ));
-        }
-        if let Some(assigned) = &self.assigned
-            && assigned != hub
-        {
-            return Err((
-                Guarantee::G1,
-                format!("connected to {hub}, but DPS assigned {assigned}"),
-            ));
-        }
-        if let (Some(fp), Some(c)) = (self.refused_fingerprint, credential)
-            && c.fingerprint == fp
-        {
-            return Err((
-                Guarantee::G2,
-                String::from("reconnected with the token the hub refused"),
-            ));
-        }
-        self.pending = Some(Pending { credential });
-        self.refused_fingerprint = None;
-        self.assigned = None;
-        self.known_hub = Some(String::from(hub));
         Ok(())
     }
 

@@ -116,6 +116,21 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
             exercises: scenario.exercises().to_vec(),
         };
         report.add(outcome, &grades, &observations);
+        // Not reconnected once the cloud behaved: liveness failed, whatever the trace shows.
+        let unrecovered: Vec<String> = report
+            .scenarios
+            .last()
+            .map(|s| {
+                s.problems
+                    .iter()
+                    .filter(|p| p.starts_with(scenario::NOT_RECOVERED))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for p in unrecovered {
+            report.fail(hubswap_spec::Guarantee::G8, &p);
+        }
     }
     Ok(report)
 }

@@ -16,6 +16,10 @@ use serde::Serialize;
 
 use super::cloud::{mark, wait_connected};
 
+/// How a scenario's problem starts when the device did not reconnect within the recovery
+/// bound once the cloud behaved again: a G8 (liveness) failure.
+pub const NOT_RECOVERED: &str = "did not reconnect within";
+
 /// A scenario the runner can play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum, Serialize)]
 pub enum Scenario {
@@ -144,7 +148,7 @@ impl Ctx<'_> {
     async fn recovered(&self, after: u64, within: Duration, what: &str) -> Result<String, String> {
         wait_connected(self.cloud, self.device, after, within)
             .await
-            .ok_or_else(|| format!("did not reconnect within {within:?} after {what}"))
+            .ok_or_else(|| format!("{NOT_RECOVERED} {within:?} after {what}"))
     }
 
     /// Holds the fault for the configured time, noting whether the device stayed put.

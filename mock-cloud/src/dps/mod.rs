@@ -160,7 +160,11 @@ impl Dps {
             }
             ("failed", failed_state(reg_id, &now, 400_209, BLOCKED))
         } else if let Some(device) = Self::allocate(&mut state, reg_id, attested, model_id, &now) {
-            let hub = self.faults.lock().public_hub(&device.hub).to_owned();
+            let mut faults = self.faults.lock();
+            // Registered again: the hub identity accepts the device's key from here on.
+            faults.stale_identity.remove(reg_id);
+            let hub = faults.public_hub(&device.hub).to_owned();
+            drop(faults);
             ("assigned", assigned_state(&device, &hub))
         } else {
             (

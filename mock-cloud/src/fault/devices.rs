@@ -125,6 +125,21 @@ pub struct DeviceArg {
     pub device: String,
 }
 
+/// A device's token to expire.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields)]
+pub struct ExpireToken {
+    /// The device.
+    #[arg(long)]
+    pub device: String,
+    /// The hub also refuses every token of the device (CONNACK 5) until the device registers
+    /// with DPS again, as when its hub identity no longer accepts its key until DPS
+    /// re-registers it: a fresh token does not help, DPS does.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub until_reprovisioned: bool,
+}
+
 /// The cloud's clock offset.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Args)]
 #[serde(deny_unknown_fields)]

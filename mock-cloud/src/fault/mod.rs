@@ -53,8 +53,8 @@ use hubswap_spec::Millis;
 use serde::{Deserialize, Serialize};
 
 pub use devices::{
-    Block, ClockOffset, DeviceArg, DeviceOnHub, Failback, Failover, HubArg, HubDown, OutageMode,
-    RefuseAt,
+    Block, ClockOffset, DeviceArg, DeviceOnHub, ExpireToken, Failback, Failover, HubArg, HubDown,
+    OutageMode, RefuseAt,
 };
 pub use errors::{
     DpsError, HubError, HubErrorMode, Inject, InjectKind, Network, NetworkMode, RequestFilter,
@@ -96,8 +96,9 @@ pub enum Fault {
     HubDown(HubDown),
     /// Bring a hub back after `hub-down`.
     HubRestore(HubArg),
-    /// Invalidate a device's current SAS token (drops it; CONNACK 5 when reused).
-    ExpireToken(DeviceArg),
+    /// Invalidate a device's current SAS token (drops it; CONNACK 5 when reused); with
+    /// `--until-reprovisioned`, every token until the device registers with DPS again.
+    ExpireToken(ExpireToken),
     /// Shift the cloud's clock (simulated clock skew): tokens are judged on the shifted clock.
     ClockOffset(ClockOffset),
     /// Disable a device on a hub: live connection dropped, reconnects refused (CONNACK 3).
@@ -223,7 +224,8 @@ impl Fault {
         match self {
             Self::Failover(f) => f.device.as_deref(),
             Self::Failback(f) => f.device.as_deref(),
-            Self::ExpireToken(f) | Self::Unblock(f) => Some(&f.device),
+            Self::ExpireToken(f) => Some(&f.device),
+            Self::Unblock(f) => Some(&f.device),
             Self::Disable(f) | Self::Enable(f) => Some(&f.device),
             Self::Block(f) => Some(&f.device),
             Self::Inject(f) => Some(&f.device),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::CloudHandle;
 use crate::Error;
 use crate::fault::{
-    ActiveFault, Clear, DeviceArg, Failback, Failover, Fault, FaultId, FaultOptions, HubArg,
+    ActiveFault, Clear, ExpireToken, Failback, Failover, Fault, FaultId, FaultOptions, HubArg,
     HubDown, OutageMode,
 };
 
@@ -130,8 +130,9 @@ impl CloudHandle {
 
     /// Invalidates the device's current SAS token.
     pub async fn expire_token(&self, device: &str) -> Result<FaultId, Error> {
-        self.apply(Fault::ExpireToken(DeviceArg {
+        self.apply(Fault::ExpireToken(ExpireToken {
             device: device.to_owned(),
+            until_reprovisioned: false,
         }))
         .await
     }

@@ -214,6 +214,12 @@ pub(crate) fn decide_hub_connect(
         Ok(()) if revoked => {
             return refuse(code(options.expired_connack), "token expired (forced)");
         }
+        Ok(()) if fault_state.stale_identity.contains(&u.device_id) => {
+            return refuse(
+                code(options.expired_connack),
+                "key not accepted until the device registers with DPS again",
+            );
+        }
         Ok(()) => {}
     }
     if blocked {

@@ -49,7 +49,7 @@ impl Overlay {
                 self.hub_restore(&h.hub, FaultPhase::Cleared, listeners.as_ref())
                     .await?
             }
-            Fault::ExpireToken(d) => self.expire_token(&d.device)?,
+            Fault::ExpireToken(e) => self.expire_token(&e.device, e.until_reprovisioned)?,
             Fault::ClockOffset(c) => {
                 let before = registry.clock.offset();
                 registry.clock.set_offset(c.secs);
@@ -111,6 +111,9 @@ impl Overlay {
                 };
                 for id in &ids {
                     self.end(*id, FaultPhase::Cleared, listeners.as_ref()).await;
+                }
+                if c.id.is_none() {
+                    self.lock().stale_identity.clear();
                 }
                 format!("{} fault(s) cleared", ids.len())
             }
@@ -316,13 +319,16 @@ impl Overlay {
         Ok(format!("hub {hub} restored"))
     }
 
-    fn expire_token(&self, device: &str) -> Result<String, Error> {
+    fn expire_token(&self, device: &str, until_reprovisioned: bool) -> Result<String, Error> {
         let fp = {
             let registry = self.registry.lock();
             if !registry.devices.contains_key(device) {
                 return Err(Error::DeviceNotFound(device.to_owned()));
             }
             let mut state = self.lock();
+            if until_reprovisioned {
+                state.stale_identity.insert(device.to_owned());
+            }
             let Some(fp) = state.last_token.get(device).copied() else {
                 return Ok(format!(
                     "{device} has presented no SAS token to a hub yet; nothing expired"
@@ -336,7 +342,12 @@ impl Overlay {
             fp
         };
         self.registry.recheck(device);
-        Ok(format!("token {fp:016x} of {device} expired"))
+        let until = if until_reprovisioned {
+            "; every token refused until it registers with DPS again"
+        } else {
+            ""
+        };
+        Ok(format!("token {fp:016x} of {device} expired{until}"))
     }
 
     /// Returns the detail and how many connections were dropped at once.

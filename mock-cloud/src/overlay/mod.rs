@@ -107,6 +107,8 @@ pub(crate) struct FaultState {
     pub outages: BTreeMap<String, Outage>,
     /// Revoked SAS token fingerprints per device.
     pub revoked: HashMap<String, HashSet<u64>>,
+    /// Devices whose hub identity refuses every token until they register with DPS again.
+    pub stale_identity: HashSet<String>,
     /// The fingerprint of the token each device last presented to a hub.
     pub last_token: HashMap<String, u64>,
     /// Register requests in the last minute (throttling).

@@ -17,6 +17,17 @@ pub struct DrillArgs {
     /// The spec's delays are divided by this factor (clients and grading alike).
     #[arg(long, default_value_t = 60)]
     pub time_scale: u32,
+    /// After scaling, the timing floors (the fast floor, the attempt spacing and the
+    /// retry-after jitter) are kept at least this long, in milliseconds: a floor shorter than
+    /// the grading tolerance is a rule that cannot fail.
+    #[arg(long, default_value_t = 500)]
+    pub min_floor_ms: u64,
+    /// The clients' backoff (the three profiles, the attempt spacing and the retry-after
+    /// jitter) is the spec's divided by this factor instead, while the grade keeps
+    /// `--time-scale` and `--min-floor-ms`: a fleet tuned faster than the spec it is graded
+    /// against (for example 100000: a fleet that retries at once).
+    #[arg(long)]
+    pub fleet_backoff_scale: Option<u32>,
     /// Telemetry interval per device, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub telemetry_interval_ms: u64,
@@ -77,7 +88,31 @@ impl Default for DrillArgs {
 impl DrillArgs {
     /// The spec config the clients run and are graded against.
     pub fn spec_config(&self) -> Config {
-        let scaled = Config::default().scaled_down(self.time_scale.max(1));
+        let mut scaled = Config::default().scaled_down(self.time_scale.max(1));
+        let min = Duration::from_millis(self.min_floor_ms);
+        scaled.fast.floor = scaled.fast.floor.max(min);
+        scaled.fast.cap = scaled.fast.cap.max(scaled.fast.floor);
+        scaled.min_attempt_spacing = scaled.min_attempt_spacing.max(min);
+        scaled.retry_after_jitter = scaled.retry_after_jitter.max(min);
+        self.paced(scaled)
+    }
+
+    /// The spec config the fleet's clients run: the graded one, with the backoff of
+    /// `--fleet-backoff-scale` when it is given.
+    pub fn fleet_config(&self) -> Config {
+        let mut c = self.spec_config();
+        if let Some(f) = self.fleet_backoff_scale {
+            let fast = Config::default().scaled_down(f.max(1));
+            c.fast = fast.fast;
+            c.slow = fast.slow;
+            c.recheck = fast.recheck;
+            c.min_attempt_spacing = fast.min_attempt_spacing;
+            c.retry_after_jitter = fast.retry_after_jitter;
+        }
+        c
+    }
+
+    fn paced(&self, scaled: Config) -> Config {
         if !self.pace {
             return scaled;
         }
@@ -149,5 +184,10 @@ pub(super) fn check(a: &DrillArgs) -> Result<(), DrillError> {
     }
     a.spec_config()
         .validate()
-        .map_err(|e| DrillError::Options(format!("--time-scale gives an invalid config: {e}")))
+        .map_err(|e| DrillError::Options(format!("--time-scale gives an invalid config: {e}")))?;
+    a.fleet_config().validate().map_err(|e| {
+        DrillError::Options(format!(
+            "--fleet-backoff-scale gives an invalid config: {e}"
+        ))
+    })
 }

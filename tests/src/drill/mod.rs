@@ -48,7 +48,7 @@ pub async fn run(a: &DrillArgs) -> Result<DrillReport, DrillError> {
     let mut cloud_cfg = CloudConfig::for_tests(2);
     cloud_cfg.admin = None;
     let cloud = MockCloud::start(cloud_cfg).await?;
-    let fleet = fleet::Fleet::start(&cloud, a, &config)?;
+    let fleet = fleet::Fleet::start(&cloud, a, &a.fleet_config())?;
     let progress = progress::Progress::start(&cloud, &fleet, a.no_progress_bar);
     let outcome = drive(&cloud, &fleet, &progress, a).await;
     let stats = fleet.finish(&cloud).await;

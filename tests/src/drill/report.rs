@@ -24,8 +24,11 @@ pub struct Settings {
     pub registrations_per_minute: u32,
     /// The spec's delays divided by this.
     pub time_scale: u32,
-    /// The spec config the clients ran and were graded against.
+    /// The spec config the clients were graded against (and ran, unless
+    /// `fleet_backoff_scale`).
     pub config: Config,
+    /// When the clients ran the spec's backoff divided by another factor than the grade.
+    pub fleet_backoff_scale: Option<u32>,
     /// Telemetry interval per device (ms).
     pub telemetry_interval_ms: u64,
     /// Grading tolerance (ms).
@@ -176,6 +179,7 @@ pub fn build(
             registrations_per_minute: a.registrations_per_minute,
             time_scale: a.time_scale,
             config: config.clone(),
+            fleet_backoff_scale: a.fleet_backoff_scale,
             telemetry_interval_ms: a.telemetry_interval_ms,
             tolerance_ms: a.tolerance_ms,
             duration_secs: elapsed.as_secs_f64(),
@@ -223,6 +227,13 @@ impl DrillReport {
             s.config.token_ttl,
             s.duration_secs
         );
+        if let Some(f) = s.fleet_backoff_scale {
+            let _ = writeln!(
+                o,
+                "the fleet ran the spec's backoff ÷{f}; it is graded against ÷{}",
+                s.time_scale
+            );
+        }
         let _ = writeln!(o, "\nrecovery per phase (seconds)");
         o.push_str(&recovery::render_text(&self.phases));
         let c = &self.counts;

@@ -13,8 +13,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use hubswap_mock_cloud::fault::{
-    Block, DeviceArg, DeviceOnHub, DpsError, Failback, Failover, HubArg, HubDown, HubError,
-    HubErrorMode, Lifetime, OutageMode, RefuseAt,
+    Block, DeviceArg, DeviceOnHub, DpsError, ExpireToken, Failback, Failover, HubArg, HubDown,
+    HubError, HubErrorMode, Lifetime, OutageMode, RefuseAt,
 };
 use hubswap_mock_cloud::{Event, Fault, LogRecord, MockCloud};
 use hubswap_spec::Millis;
@@ -421,7 +421,10 @@ async fn token_expiry(cx: &Ctx<'_>, blocked: &str) -> Result<PhaseRun, DrillErro
     for d in &expiring {
         let applied = apply(
             cx.cloud,
-            Fault::ExpireToken(DeviceArg { device: d.clone() }),
+            Fault::ExpireToken(ExpireToken {
+                device: d.clone(),
+                until_reprovisioned: false,
+            }),
         )
         .await?;
         first.get_or_insert(applied);

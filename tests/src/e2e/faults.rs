@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hubswap_mock_cloud::MockCloud;
 use hubswap_mock_cloud::fault::{
-    Block, DeviceArg, DeviceOnHub, DpsError, Failback, Failover, Fault, HubDown, HubError,
+    Block, DeviceOnHub, DpsError, ExpireToken, Failback, Failover, Fault, HubDown, HubError,
     HubErrorMode, Lifetime, Network, NetworkMode, OutageMode, RefuseAt,
 };
 use serde::Serialize;
@@ -83,7 +83,10 @@ impl FaultKind {
                 count: Some(*n),
                 ..DpsError::default()
             }),
-            Self::ExpireToken(i) => Fault::ExpireToken(DeviceArg { device: dev(*i) }),
+            Self::ExpireToken(i) => Fault::ExpireToken(ExpireToken {
+                device: dev(*i),
+                until_reprovisioned: false,
+            }),
             Self::Disable(i) => Fault::Disable(DeviceOnHub {
                 device: dev(*i),
                 hub: None,

@@ -7,8 +7,8 @@ use clap::ValueEnum;
 use hubswap_mock_cloud::Event;
 use hubswap_mock_cloud::MockCloud;
 use hubswap_mock_cloud::fault::{
-    Block, ClockOffset, DeviceOnHub, DpsError, Failover, Fault, HubDown, HubError, HubErrorMode,
-    Lifetime, OptionsPatch, OutageMode, RefuseAt,
+    Block, ClockOffset, DeviceOnHub, DpsError, ExpireToken, Failover, Fault, HubDown, HubError,
+    HubErrorMode, Lifetime, OptionsPatch, OutageMode, RefuseAt,
 };
 use hubswap_mock_cloud::log::Endpoint;
 use hubswap_spec::Guarantee;
@@ -37,6 +37,11 @@ pub enum Scenario {
     /// token minted now is valid. An X.509 device has its credential invalidated instead.
     #[value(name = "expired-token")]
     ExpiredToken,
+    /// Seed error, the reprovision branch: the token expires as in `expired-token`, and the
+    /// hub identity accepts no token of the device until it registers with DPS again, so the
+    /// fresh token is refused too and only DPS brings the device back.
+    #[value(name = "expired-token-reprovision")]
+    ExpiredTokenReprovision,
     /// Seed error: the device is disabled on its hub (dropped; CONNACK 3), then enabled.
     #[value(name = "device-disabled")]
     DeviceDisabled,
@@ -61,11 +66,12 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Steady,
         Self::RestartCached,
         Self::UnreachableHub,
         Self::ExpiredToken,
+        Self::ExpiredTokenReprovision,
         Self::DeviceDisabled,
         Self::BlockedAtHub,
         Self::OperatorBlocked,
@@ -81,6 +87,7 @@ impl Scenario {
             Self::RestartCached => "restart-with-cached-assignment",
             Self::UnreachableHub => "unreachable-hub",
             Self::ExpiredToken => "expired-token",
+            Self::ExpiredTokenReprovision => "expired-token-reprovision",
             Self::DeviceDisabled => "device-disabled",
             Self::BlockedAtHub => "blocked-at-hub",
             Self::OperatorBlocked => "operator-blocked",
@@ -99,7 +106,9 @@ impl Scenario {
         match self {
             Self::Steady | Self::RestartCached => &[],
             Self::UnreachableHub => &[G::G1, G::G8],
-            Self::ExpiredToken | Self::BlockedAtHub => &[G::G2, G::G8],
+            Self::ExpiredToken | Self::ExpiredTokenReprovision | Self::BlockedAtHub => {
+                &[G::G2, G::G8]
+            }
             Self::DeviceDisabled | Self::FailoverFailback => &[G::G3, G::G8],
             Self::OperatorBlocked => &[G::G4, G::G8],
             Self::InternalError => &[G::G5, G::G8],
@@ -168,7 +177,8 @@ pub async fn play(scenario: Scenario, cx: &Ctx<'_>) -> Result<(), String> {
             Ok(())
         }
         Scenario::UnreachableHub => unreachable_hub(cx).await,
-        Scenario::ExpiredToken => expired_token(cx, device).await,
+        Scenario::ExpiredToken => expired_token(cx, device, false).await,
+        Scenario::ExpiredTokenReprovision => expired_token(cx, device, true).await,
         Scenario::DeviceDisabled => device_disabled(cx, 3).await,
         Scenario::BlockedAtHub => device_disabled(cx, 5).await,
         Scenario::OperatorBlocked => operator_blocked(cx).await,
@@ -233,26 +243,33 @@ fn cloud_now(cx: &Ctx<'_>) -> hubswap_spec::Millis {
         .map_or(hubswap_spec::Millis::ZERO, |r| r.at)
 }
 
-async fn expired_token(cx: &Ctx<'_>, device: String) -> Result<(), String> {
+async fn expired_token(cx: &Ctx<'_>, device: String, reprovision: bool) -> Result<(), String> {
     let m = mark(cx.cloud);
-    let Some((valid_for, seen)) = current_token(cx, &device) else {
-        cx.apply(Fault::ExpireToken(hubswap_mock_cloud::fault::DeviceArg {
+    let expire = |device: String| {
+        Fault::ExpireToken(ExpireToken {
             device,
-        }))
-        .await?;
+            until_reprovisioned: reprovision,
+        })
+    };
+    let Some((valid_for, seen)) = current_token(cx, &device) else {
+        cx.apply(expire(device)).await?;
         return cx
             .recovered(m, cx.timing.recovery, "its credential was invalidated")
             .await
             .map(|_| ());
     };
-    // A fresh token outlives the jump only if the one in use is at least a second old.
+    // A fresh token outlives the jump by about the age of the one in use, less the whole
+    // seconds `se` is rounded to: 5 s leaves a fresh token several seconds of validity.
     let age = |at: hubswap_spec::Millis| Duration::from_millis(at.0.saturating_sub(seen.0));
-    let young = Duration::from_secs(2).saturating_sub(age(cloud_now(cx)));
+    let young = Duration::from_secs(5).saturating_sub(age(cloud_now(cx)));
     // Waiting for the token to age is the scenario's timeline; nothing to synchronise with.
     tokio::time::sleep(young).await;
     let left = valid_for.saturating_sub(age(cloud_now(cx)));
     let jump = i64::try_from(left.as_secs() + 1).unwrap_or(i64::MAX);
     let m = mark(cx.cloud);
+    if reprovision {
+        cx.apply(expire(device)).await?;
+    }
     cx.apply(Fault::ClockOffset(ClockOffset { secs: jump }))
         .await?;
     let back = cx
@@ -354,11 +371,21 @@ async fn dps_throttling(cx: &Ctx<'_>) -> Result<(), String> {
 
 async fn operator_blocked(cx: &Ctx<'_>) -> Result<(), String> {
     let device = cx.device.to_owned();
+    let blocked_at = mark(cx.cloud);
     cx.apply(Fault::Block(Block {
         device: device.clone(),
         lifetime: Lifetime::default(),
     }))
     .await?;
+    // G4 is about what the device does once DPS has told it that it is blocked: the block
+    // lasts `hold` past that answer (a device that never asks DPS is graded on what it did).
+    let told = |r: &hubswap_mock_cloud::LogRecord| {
+        r.seq >= blocked_at
+            && r.device.as_deref() == Some(device.as_str())
+            && matches!(&r.event, Event::DpsResponse { status, operation_status, .. }
+                if *status == 401 || matches!(operation_status.as_deref(), Some("failed" | "disabled")))
+    };
+    let _ = cx.cloud.log().wait_for(cx.timing.recovery, told).await;
     cx.hold().await;
     let m = mark(cx.cloud);
     cx.apply(Fault::Unblock(hubswap_mock_cloud::fault::DeviceArg {

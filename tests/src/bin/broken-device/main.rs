@@ -2,18 +2,23 @@
 //! application code often is (rumqttc directly, no hubswap policy). The conformance runner's
 //! self-tests grade them on every scenario and expect the guarantees each one breaks to fail.
 //!
-//! Bugs (`--bug`), each with the guarantee it exists to break:
-//! - `never-reprovision`: retries its hub forever; never asks DPS again (G1, G3);
+//! Bugs (`--bug`), each with the guarantees it breaks on the whole catalogue (the first is the
+//! one it exists for):
+//! - `never-reprovision`: retries its hub forever; never asks DPS again (G1, G3; also G2, as it
+//!   never asks DPS after auth refusals, and G8, as it never reaches the hub it was moved to);
 //! - `stale-token`: mints one SAS token per resource and reuses it forever, even after the hub
 //!   refused it (G2);
-//! - `fast-when-blocked`: keeps the fast delays while DPS says it is blocked (G4);
+//! - `fast-when-blocked`: takes DPS's "blocked" for a new problem and retries on the fast
+//!   delays from the start (G4);
 //! - `reprovision-always`: asks DPS after every error, even a plain drop (G5);
 //! - `ignore-retry-after`: re-sends throttled DPS requests at once, instead of going back to
-//!   its cached hub (G6, G10);
-//! - `hot-loop`: reconnects at once, with no delay (G7);
+//!   its cached hub (G6; the grader reports the retry-after before the skipped cache);
+//! - `hot-loop`: reconnects at once, with no delay (G7; also G2, G4 and G5, whose floors it
+//!   breaks too);
 //! - `give-up`: stops trying after a few failed attempts, as a retry limit does (G8);
-//! - `dps-every-two-failures`: asks DPS after every second failed connect, with no gate, even
-//!   when DPS keeps sending it back to the hub that refused (G9);
+//! - `dps-every-two-failures`: the retry loop of many samples: a fixed 250 ms delay, and DPS
+//!   after every second failed connect with no gate, even when DPS keeps sending it back to the
+//!   hub that refused (G9);
 //! - `forget-cache`: when DPS does not answer, asks DPS again instead of trying its cached hub
 //!   (G10).
 //!

@@ -1,12 +1,12 @@
 //! The fixture's reconnect policy: what an otherwise careful device does after each failure,
 //! and the one thing each bug changes.
 //!
-//! The delays are chosen for the runner self-test's profile (fast 200 ms to 2 s, slow and
-//! DPS gate 1 s to 4 s), the way a device maker tunes a device for one cloud:
+//! The delays are chosen for the runner self-test's profile (fast 200 ms to 2 s, slow 1 s to
+//! 4 s, DPS gate 2 s to 8 s), the way a device maker tunes a device for one cloud:
 //! - after a drop, a refusal or an unreachable hub: 250 ms, doubling to 2 s;
 //! - while DPS says the device is blocked: 1 s, doubling to 4 s;
 //! - DPS is asked after two failed connects in a row, and again only when the gate is open:
-//!   1 s after the first question of the incident, doubling to 4 s;
+//!   2 s after the first question of the incident, doubling to 8 s;
 //! - the incident ends with a connection that lasts [`STABLE`].
 
 use std::time::Duration;
@@ -86,6 +86,10 @@ impl Policy {
                 // Blocked is DPS's final word on this incident: its rounds end.
                 self.blocked = true;
                 self.end_rounds();
+                if self.bug == Bug::FastWhenBlocked {
+                    // Treats the block as a new problem: fast retries from the start.
+                    self.attempts = 0;
+                }
             }
             Failure::DpsUnanswered => {}
         }
@@ -139,15 +143,18 @@ impl Policy {
 
     fn gate_open(&self, now: Instant) -> bool {
         self.last_question.is_none_or(|at| {
-            let gate = Duration::from_secs(1) * (1 << self.rounds.saturating_sub(1).min(2));
+            let gate = Duration::from_secs(2) * (1 << self.rounds.saturating_sub(1).min(2));
             now.duration_since(at) >= gate
         })
     }
 
     /// How long to wait before the next attempt.
     pub(crate) fn delay(&self) -> Duration {
-        if self.bug == Bug::HotLoop {
-            return Duration::ZERO;
+        match self.bug {
+            Bug::HotLoop => return Duration::ZERO,
+            // The retry loop of many samples: a fixed delay, and DPS every few failures.
+            Bug::DpsEveryTwoFailures => return Duration::from_millis(250),
+            _ => {}
         }
         let (base, cap) = if self.blocked && self.bug != Bug::FastWhenBlocked {
             (1_000, 4_000)
@@ -202,10 +209,10 @@ mod tests {
         p.assigned(true);
         p.failed(Failure::ConnectFailed, now);
         assert!(!p.failed(Failure::ConnectFailed, now), "gate closed");
-        let later = now + Duration::from_secs(1);
+        let later = now + Duration::from_secs(2);
         assert!(
             p.failed(Failure::ConnectFailed, later),
-            "gate open after 1 s"
+            "gate open after 2 s"
         );
         let mut linear = policy(Bug::DpsEveryTwoFailures);
         linear.asked(now);

@@ -84,7 +84,14 @@ class Device:
             raise Unanswered(f"no DPS answer within {timeout} s")
         except exceptions.CredentialError as e:
             raise Blocked(f"DPS refused the credential: {e!r}")
-        except Exception as e:  # noqa: BLE001 - anything else: DPS did not answer usefully
+        except Exception as e:  # noqa: BLE001 - sorted by its cause below
+            # The SDK wraps what DPS said: a `failed` status or a 4xx below 429 is a
+            # ServiceError (blocked or disabled); it retries 429 and 5xx by itself.
+            cause = e
+            while cause is not None and not isinstance(cause, exceptions.ServiceError):
+                cause = cause.__cause__
+            if cause is not None:
+                raise Blocked(f"DPS refused the registration: {cause}")
             raise Unanswered(repr(e))
         finally:
             try:

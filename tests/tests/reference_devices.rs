@@ -51,12 +51,13 @@ fn profile() -> Config {
 }
 
 /// The scenarios that tell the four policies apart.
-const SCENARIOS: [Scenario; 5] = [
+const SCENARIOS: [Scenario; 6] = [
     Scenario::UnreachableHub,
     Scenario::FailoverFailback,
     Scenario::InternalError,
     Scenario::OperatorBlocked,
     Scenario::ExpiredToken,
+    Scenario::ExpiredTokenReprovision,
 ];
 
 fn script() -> PathBuf {
@@ -95,7 +96,7 @@ async fn grade(policy: &str, base: Ipv4Addr) -> Option<BTreeMap<Guarantee, Verdi
     let mut o = RunOptions::new(cmd, 1, work);
     o.config = profile();
     o.timing = runner::default_timing(&o.config);
-    o.timing.hold = Duration::from_secs(4);
+    o.timing.hold = Duration::from_secs(6);
     o.tolerance = ms(100);
     o.connect_timeout = Duration::from_mins(1);
     o.scenarios = SCENARIOS.to_vec();
@@ -139,8 +140,27 @@ macro_rules! reference {
 }
 
 reference! {
-    sdk_retry_only_never_reprovisions: "sdk-retry-only" at "127.0.0.60" => {};
-    dps_on_every_disconnect_storms_dps: "dps-every-disconnect" at "127.0.0.70" => {};
-    reprovision_on_every_error: "reprovision-on-every-error" at "127.0.0.80" => {};
-    best_practice: "best-practice" at "127.0.0.90" => {};
+    // Never asks DPS again: stuck after every move (G1, G3, G8), the refused token's branch
+    // never reaches DPS (G2), and the SDK's own reconnect comes milliseconds after a drop (G5,
+    // G7).
+    sdk_retry_only_never_reprovisions: "sdk-retry-only" at "127.0.0.60" => {
+        G1: Fail, G2: Fail, G3: Fail, G5: Fail, G7: Fail, G8: Fail
+    };
+    // DPS right after every drop (G5) and at once after a DPS error (G7, G10); it does get
+    // back (G8), and a blocked device's DPS round trips happen to be slow enough (G4).
+    dps_on_every_disconnect_storms_dps: "dps-every-disconnect" at "127.0.0.70" => {
+        G4: Pass, G5: Fail, G7: Fail, G8: Pass, G10: Fail
+    };
+    // Reprovisions on every error: DPS after a plain drop (G5) while the SDK is reconnecting
+    // too (G7); after the hub refused the fresh token as well, the SDK's reconnect tries the
+    // hub again before the device asks DPS (G2); and DPS again instead of the cached hub (G10).
+    reprovision_on_every_error: "reprovision-on-every-error" at "127.0.0.80" => {
+        G1: Pass, G2: Fail, G3: Pass, G4: Pass, G5: Fail, G7: Fail, G8: Pass, G9: Pass, G10: Fail
+    };
+    // The best practice passes everything the SDK lets it do. G10 fails: the SDK retries a DPS
+    // 5xx inside `register()` itself (every 2 s), so after DPS fails the next attempt is DPS
+    // again, not the cached hub, and the application cannot see the 500 to stop it.
+    best_practice: "best-practice" at "127.0.0.90" => {
+        G1: Pass, G2: Pass, G3: Pass, G4: Pass, G5: Pass, G7: Pass, G8: Pass, G9: Pass, G10: Fail
+    };
 }

@@ -100,6 +100,11 @@ impl Situations {
                     self.refused_run = 0;
                     self.unavailable_run = 0;
                     self.transient_retries = 0;
+                    // Back on its hub after DPS said blocked: the block and the unblock happened.
+                    if self.blocked {
+                        decided.push(G::G4);
+                    }
+                    self.blocked = false;
                 }
                 Class::Unavailable => {
                     self.unavailable_run += 1;
@@ -216,12 +221,18 @@ mod tests {
     }
 
     #[test]
-    fn a_block_decides_g4_only_once_dps_assigns_again() {
+    fn a_block_decides_g4_once_dps_assigns_again_or_the_hub_accepts() {
         let blocked = answer(DpsAnswer::Failed {
             error_code: 400_209,
         });
         assert!(!decided(&[register(), blocked.clone(), register()]).contains(&Guarantee::G4));
-        assert!(decided(&[register(), blocked, register(), assigned()]).contains(&Guarantee::G4));
+        assert!(
+            decided(&[register(), blocked.clone(), register(), assigned()])
+                .contains(&Guarantee::G4)
+        );
+        let accepted = Observed::ConnAck { code: 0 };
+        assert!(!decided(&[register(), blocked.clone(), connect()]).contains(&Guarantee::G4));
+        assert!(decided(&[register(), blocked, connect(), accepted]).contains(&Guarantee::G4));
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub(super) struct Situations {
 
 impl Situations {
     /// Feeds one observation; returns the guarantees whose deciding situation it completes.
+    /// The block and the unblock happened: G4 is decided.
+    fn unblocked(&mut self, decided: &mut Vec<Guarantee>) {
+        if core::mem::take(&mut self.blocked) {
+            decided.push(Guarantee::G4);
+        }
+    }
+
     pub(super) fn observe(&mut self, c: &Config, event: &Observed) -> Vec<Guarantee> {
         use Guarantee as G;
         let mut decided = Vec::new();
@@ -100,11 +107,8 @@ impl Situations {
                     self.refused_run = 0;
                     self.unavailable_run = 0;
                     self.transient_retries = 0;
-                    // Back on its hub after DPS said blocked: the block and the unblock happened.
-                    if self.blocked {
-                        decided.push(G::G4);
-                    }
-                    self.blocked = false;
+                    // Back on its hub after DPS said blocked.
+                    self.unblocked(&mut decided);
                 }
                 Class::Unavailable => {
                     self.unavailable_run += 1;
@@ -128,12 +132,7 @@ impl Situations {
             }
             Observed::DpsResponse(answer) => match answer.class() {
                 Class::Blocked => self.blocked = true,
-                Class::Assigned(_) => {
-                    if self.blocked {
-                        decided.push(G::G4);
-                    }
-                    self.blocked = false;
-                }
+                Class::Assigned(_) => self.unblocked(&mut decided),
                 Class::Throttled { .. } => {
                     self.throttled = true;
                     self.dps_unanswered = true;

@@ -33,23 +33,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use hubswap_client::auth::{SasToken, SecretKey};
-use policy::{Failure, Policy};
+use policy::{Bug, Failure, Policy};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Bug {
-    NeverReprovision,
-    StaleToken,
-    FastWhenBlocked,
-    ReprovisionAlways,
-    IgnoreRetryAfter,
-    HotLoop,
-    GiveUp,
-    DpsEveryTwoFailures,
-    ForgetCache,
-}
 
 /// DPS said the device is blocked: a 4xx other than 429, or a `failed` or `disabled` status.
 #[derive(Debug)]

@@ -13,7 +13,19 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Bug;
+/// The bug a broken device has (`--bug`; see the binary's docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Bug {
+    NeverReprovision,
+    StaleToken,
+    FastWhenBlocked,
+    ReprovisionAlways,
+    IgnoreRetryAfter,
+    HotLoop,
+    GiveUp,
+    DpsEveryTwoFailures,
+    ForgetCache,
+}
 
 /// A connection that lasts this long ends the incident.
 pub(crate) const STABLE: Duration = Duration::from_secs(2);
